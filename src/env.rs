@@ -1,0 +1,30 @@
+//! The environment variables azb reads, in one place, each with its meaning.
+//!
+//! Owns variable names and their parsing into plain values. Never touches the disk.
+
+use std::path::PathBuf;
+
+/// Store directory; overrides the project's `cache/` (like `--cache-dir`).
+pub const CACHE_DIR: &str = "AZB_CACHE_DIR";
+/// Source overrides: `PREFIX=TARGET` pairs separated by `;` or newlines. A recipe URL that
+/// starts with PREFIX is fetched from TARGET + the rest (a local path or another URL).
+/// Never part of any hash.
+pub const SOURCE_MIRRORS: &str = "AZB_SOURCE_MIRRORS";
+/// Set to `1` to let builds reach the network (they run in an empty network namespace by
+/// default).
+pub const BUILD_NETWORK: &str = "AZB_BUILD_NETWORK";
+
+/// Reads a path-valued variable; empty counts as unset.
+pub fn path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// Reads a string variable; empty counts as unset.
+pub fn string(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads a boolean variable: `1`, `true`, `yes` are true.
+pub fn flag(name: &str) -> bool {
+    string(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+}

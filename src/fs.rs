@@ -1,0 +1,119 @@
+//! File-system helpers every module shares: atomic writes (temp file, then rename), moving a
+//! finished directory into place, and exclusive lock files.
+//!
+//! Owns how bytes reach the disk safely. Knows nothing of what the files mean. All file I/O
+//! in azb goes through `fs_err` (re-exported here) so every error names its path.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use fs_err as err;
+
+/// An I/O error together with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} `{path}`")]
+pub struct FsError {
+    /// What was being done.
+    pub action: &'static str,
+    /// The path involved.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    /// Wraps an I/O error with what was being done to which path.
+    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self { action, path: path.into(), source }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in `tmp_dir` (same file system),
+/// flushed, then renamed over `path`. Readers see the old content or the new, never a part.
+pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
+        .map_err(|e| FsError::new("create a temp file in", tmp_dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| FsError::new("write temp file for", path, e))?;
+    if let Some(parent) = path.parent() {
+        err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+    }
+    tmp.persist(path).map_err(|e| FsError::new("rename temp file onto", path, e.error))?;
+    Ok(())
+}
+
+/// An exclusive lock on a file, released when dropped.
+#[derive(Debug)]
+pub struct LockFile {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Takes the lock at `path`, creating the file, waiting while another process holds it.
+    pub fn acquire(path: &Path) -> Result<Self, FsError> {
+        if let Some(parent) = path.parent() {
+            err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+        }
+        let file = err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| FsError::new("open lock file", path, e))?
+            .into_parts()
+            .0;
+        file.lock().map_err(|e| FsError::new("lock", path, e))?;
+        Ok(Self { file, path: path.to_owned() })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// Lists a directory's entries sorted by file name (the order never depends on the disk).
+pub fn sorted_entries(dir: &Path) -> Result<Vec<err::DirEntry>, FsError> {
+    let mut entries = err::read_dir(dir)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| FsError::new("read directory", dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        err::create_dir_all(&tmp).unwrap();
+        let target = dir.path().join("a/b.txt");
+        write_atomic(&tmp, &target, b"one").unwrap();
+        write_atomic(&tmp, &target, b"two").unwrap();
+        assert_eq!(err::read(&target).unwrap(), b"two");
+        assert_eq!(err::read_dir(&tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn lock_is_exclusive_between_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = LockFile::acquire(&path).unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        drop(held);
+        assert!(other.try_lock().is_ok());
+    }
+}

@@ -1,0 +1,32 @@
+//! Errors of the recipe module.
+
+use std::path::PathBuf;
+
+use crate::fs::FsError;
+
+pub use super::diagnostic::{Diagnostics, RecipeDiagnostic};
+
+/// What can go wrong reading recipes and image definitions.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    /// One or more recipe or image files break the rules; each problem has its place.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Diagnostics),
+    /// A file could not be read.
+    #[error(transparent)]
+    Read(#[from] FsError),
+    /// The project has no `recipes/` directory.
+    #[error("no recipes directory at `{path}`")]
+    #[diagnostic(help("run azb inside a project (a directory holding recipes/ and stacks/), or pass --project DIR"))]
+    NoRecipes {
+        /// Where it was expected.
+        path: PathBuf,
+    },
+}
+
+impl From<Vec<RecipeDiagnostic>> for Error {
+    fn from(list: Vec<RecipeDiagnostic>) -> Self {
+        Error::Invalid(Diagnostics(list))
+    }
+}

@@ -1,0 +1,76 @@
+//! The image definition (`stacks/<name>.ron`): which PostgreSQL, which platforms, the base
+//! image and toolchain of each, and which recipes go in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Platform, RecipeName};
+
+/// What one image is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDef {
+    /// Repository name of the image, e.g. `azb/postgres`.
+    pub name: String,
+    /// The TYPE part of the tag `MM.mm-YYYYMMDDHHmm-TYPE`.
+    pub flavor: String,
+    /// PostgreSQL major version; part of every derivation.
+    pub pg_major: u32,
+    /// PostgreSQL version of the base image (`18.6`), for tags and version-info.
+    pub pg_version: String,
+    /// Per platform: base image and toolchain.
+    pub platforms: BTreeMap<Platform, PlatformDef>,
+    /// Which recipes go in.
+    #[serde(default)]
+    pub recipes: RecipeSelection,
+}
+
+/// Which recipes an image carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipeSelection {
+    /// Every enabled recipe.
+    #[default]
+    All,
+    /// These recipes (and what they depend on).
+    Only(Vec<RecipeName>),
+}
+
+/// Base image and toolchain for one platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformDef {
+    /// The image the extension layers go on.
+    pub base: BaseImage,
+    /// What builds the extensions.
+    pub toolchain: Toolchain,
+}
+
+/// Where a base image comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum BaseImage {
+    /// An OCI image layout directory (relative paths are from the project root).
+    OciLayout {
+        /// The layout directory.
+        path: String,
+        /// `org.opencontainers.image.ref.name` of the manifest to use.
+        #[serde(default)]
+        reference: Option<String>,
+    },
+}
+
+/// A build environment for one platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Toolchain {
+    /// This machine's compiler and a PostgreSQL install tree (pg_config, headers, PGXS).
+    Host {
+        /// The PostgreSQL install prefix (relative paths are from the project root).
+        prefix: String,
+        /// The C compiler (`gcc`, `aarch64-linux-gnu-gcc`).
+        cc: String,
+        /// The strip program for this platform.
+        strip: String,
+    },
+}

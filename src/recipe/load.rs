@@ -1,0 +1,169 @@
+//! Reading a project: every `recipes/*.ron` and one image definition, parsed and checked
+//! against the rules, all problems reported together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::diagnostic::{RecipeDiagnostic, SourceFile, from_ron};
+use super::{Error, ImageDef, Recipe, RecipeKind, RecipeName};
+use crate::fs::{FsError, err, sorted_entries};
+
+/// A recipe with the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedRecipe {
+    /// The parsed recipe.
+    pub recipe: Recipe,
+    /// Its file, for diagnostics.
+    pub file: SourceFile,
+}
+
+/// Every recipe of a project, by name.
+#[derive(Debug, Clone, Default)]
+pub struct RecipeSet {
+    /// Recipes by name (sorted).
+    pub recipes: BTreeMap<RecipeName, LoadedRecipe>,
+}
+
+impl RecipeSet {
+    /// The recipe called `name`.
+    pub fn get(&self, name: &str) -> Option<&LoadedRecipe> {
+        self.recipes.get(name)
+    }
+}
+
+/// A project: its root, image definition and recipes.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The directory holding recipes/ and stacks/.
+    pub root: PathBuf,
+    /// The image definition.
+    pub image: ImageDef,
+    /// Its file.
+    pub image_file: SourceFile,
+    /// The recipes.
+    pub recipes: RecipeSet,
+}
+
+impl Project {
+    /// Loads the recipes under `root/recipes` and the image definition at `image_path`.
+    pub fn load(root: &Path, image_path: &Path) -> Result<Self, Error> {
+        let recipes = load_recipes(&root.join("recipes"))?;
+        let image_file = read_source(image_path)?;
+        let image: ImageDef = parse(&image_file, "the image definition").map_err(|d| Error::from(vec![d]))?;
+        let mut problems = Vec::new();
+        if let super::RecipeSelection::Only(names) = &image.recipes {
+            for name in names.iter().filter(|n| recipes.get(n.as_str()).is_none()) {
+                problems.push(image_file.diagnostic(
+                    image_file.item_span("Only", name.as_str()),
+                    format!("the image lists recipe `{name}`, which does not exist"),
+                    "no such recipe",
+                    Some(format!("add recipes/{name}.ron or remove it from the list")),
+                ));
+            }
+        }
+        if image.platforms.is_empty() {
+            problems.push(image_file.diagnostic(
+                image_file.field_span("platforms"),
+                "the image has no platforms",
+                "empty",
+                Some("add \"linux/amd64\" and/or \"linux/arm64\" with a base and a toolchain".into()),
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems.into());
+        }
+        Ok(Self { root: root.to_owned(), image, image_file, recipes })
+    }
+
+    /// A path from the image definition, resolved against the project root.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+}
+
+fn read_source(path: &Path) -> Result<SourceFile, FsError> {
+    let text = err::read_to_string(path).map_err(|e| FsError::new("read", path, e))?;
+    Ok(SourceFile::new(path, text))
+}
+
+fn parse<T: DeserializeOwned>(file: &SourceFile, what: &str) -> Result<T, RecipeDiagnostic> {
+    ron::Options::default().from_str(&file.text).map_err(|e| from_ron(file, &e, what))
+}
+
+/// Loads and checks every `*.ron` in `dir`; all problems come back at once.
+pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
+    if !dir.is_dir() {
+        return Err(Error::NoRecipes { path: dir.to_owned() });
+    }
+    let mut problems = Vec::new();
+    let mut set = RecipeSet::default();
+    for entry in sorted_entries(dir)? {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        let file = read_source(&path)?;
+        match parse::<Recipe>(&file, "the recipe fields") {
+            Ok(recipe) => {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                if recipe.name.as_str() != stem {
+                    problems.push(file.diagnostic(
+                        file.field_span("name"),
+                        format!("recipe name `{}` differs from its file name `{stem}.ron`", recipe.name),
+                        "must equal the file stem",
+                        Some(format!("rename the file to {}.ron or set name: \"{stem}\"", recipe.name)),
+                    ));
+                    continue;
+                }
+                set.recipes.insert(recipe.name.clone(), LoadedRecipe { recipe, file });
+            }
+            Err(diagnostic) => problems.push(diagnostic),
+        }
+    }
+    problems.extend(check_rules(&set));
+    if problems.is_empty() { Ok(set) } else { Err(problems.into()) }
+}
+
+/// The rules between recipes: dependencies exist and are enabled, nothing depends on
+/// itself, preloaded modules are libraries. (Cycles are found by the graph.)
+fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
+    let mut problems = Vec::new();
+    for loaded in set.recipes.values() {
+        let (recipe, file) = (&loaded.recipe, &loaded.file);
+        for dep in &recipe.depends {
+            let span = file.item_span("depends", dep.as_str());
+            match set.get(dep.as_str()) {
+                None => problems.push(file.diagnostic(
+                    span,
+                    format!("`{}` depends on `{dep}`, which has no recipe", recipe.name),
+                    "unknown recipe",
+                    Some(format!("add recipes/{dep}.ron or remove `{dep}` from depends")),
+                )),
+                Some(_) if dep == &recipe.name => problems.push(file.diagnostic(
+                    span,
+                    format!("`{}` depends on itself", recipe.name),
+                    "self-dependency",
+                    Some("remove it from depends".into()),
+                )),
+                Some(target) if recipe.enabled && !target.recipe.enabled => problems.push(file.diagnostic(
+                    span,
+                    format!("`{}` is enabled but depends on `{dep}`, which is disabled", recipe.name),
+                    "disabled dependency",
+                    Some(format!("enable `{dep}` or disable `{}` too", recipe.name)),
+                )),
+                Some(_) => {}
+            }
+        }
+        if recipe.runtime.preload && recipe.kind == RecipeKind::Tool {
+            problems.push(file.diagnostic(
+                file.field_span("preload"),
+                format!("`{}` is a tool but is marked preload", recipe.name),
+                "not a library",
+                Some("only extensions and builtin modules can be preloaded".into()),
+            ));
+        }
+    }
+    problems
+}

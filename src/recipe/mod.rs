@@ -1,0 +1,19 @@
+//! Recipes: the RON model of one extension, tool or builtin; the image definition; parsing
+//! with file:line:col diagnostics; validation of the rules in DESIGN.md.
+//!
+//! Owns the meaning of recipe fields. Never fetches, builds or hashes anything, and knows
+//! nothing of the store.
+
+mod diagnostic;
+mod error;
+mod image_def;
+mod load;
+mod model;
+mod platform;
+
+pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
+pub use error::Error;
+pub use image_def::{BaseImage, ImageDef, PlatformDef, RecipeSelection, Toolchain};
+pub use load::{LoadedRecipe, Project, RecipeSet, load_recipes};
+pub use model::{BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source};
+pub use platform::{Platform, UnknownPlatform};
