@@ -34,6 +34,7 @@ pub(crate) fn parse_hex<const N: usize>(text: &str, what: &'static str) -> Resul
     Ok(out)
 }
 
+/// Declares a 32-byte hash newtype with hex `Display`/`FromStr`/serde and `short()`.
 macro_rules! hash_newtype {
     ($(#[$doc:meta])* $name:ident, $len:literal, $what:literal) => {
         $(#[$doc])*
@@ -57,39 +58,41 @@ macro_rules! hash_newtype {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&hex::encode(self.0))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}({})", stringify!($name), self)
             }
         }
 
-        impl FromStr for $name {
-            type Err = HashParseError;
+        impl std::str::FromStr for $name {
+            type Err = $crate::digest::HashParseError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                parse_hex::<$len>(s, $what).map(Self)
+                $crate::digest::parse_hex::<$len>(s, $what).map(Self)
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
                 text.parse().map_err(serde::de::Error::custom)
             }
         }
     };
 }
+
+pub(crate) use hash_newtype;
 
 hash_newtype!(
     /// blake3 of an object's uncompressed content: the name of a store object.

@@ -6,3 +6,5 @@ pub mod digest;
 pub mod env;
 pub mod fs;
 pub mod recipe;
+pub mod graph;
+pub mod drv;
