@@ -8,3 +8,4 @@ pub mod fs;
 pub mod recipe;
 pub mod graph;
 pub mod drv;
+pub mod store;

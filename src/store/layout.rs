@@ -1,0 +1,86 @@
+//! Where everything lives in a store directory, and the layout's version. The one place
+//! that knows these names.
+
+use std::path::{Path, PathBuf};
+
+use crate::digest::ObjectHash;
+use crate::drv::DrvHash;
+use crate::recipe::Platform;
+
+/// Version of the on-disk layout; written to `<root>/store-version`.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Paths inside one store root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout of the store at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self { root: root.to_owned() }
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directories created when the store is opened.
+    pub fn dirs(&self) -> [PathBuf; 9] {
+        ["objects", "realisations", "derivations", "roots", "sources", "logs", "tmp", "locks", "quarantine"]
+            .map(|d| self.root.join(d))
+    }
+
+    /// The file recording the layout version.
+    pub fn version_file(&self) -> PathBuf {
+        self.root.join("store-version")
+    }
+
+    /// `objects/<first 2 hex>/<hex>`: a zstd-compressed tar named by its content's blake3.
+    pub fn object(&self, hash: &ObjectHash) -> PathBuf {
+        let hex = hash.to_string();
+        self.root.join("objects").join(&hex[..2]).join(hex)
+    }
+
+    /// `realisations/<drv>.json`.
+    pub fn realisation(&self, drv: &DrvHash) -> PathBuf {
+        self.root.join("realisations").join(format!("{drv}.json"))
+    }
+
+    /// `derivations/<drv>.json`: the inputs of a derivation that was built.
+    pub fn derivation(&self, drv: &DrvHash) -> PathBuf {
+        self.root.join("derivations").join(format!("{drv}.json"))
+    }
+
+    /// `roots/last-build-<arch>.json`: recipe name -> drv of the last build per platform.
+    pub fn last_build(&self, platform: Platform) -> PathBuf {
+        self.root.join("roots").join(format!("last-build-{}.json", platform.oci_arch()))
+    }
+
+    /// `sources/<blake3(url)>.git`: a bare mirror of one upstream URL.
+    pub fn source_mirror(&self, url: &str) -> PathBuf {
+        self.root.join("sources").join(format!("{}.git", ObjectHash::of(url.as_bytes())))
+    }
+
+    /// `logs/<drv>.log`: the full log of a derivation's last build.
+    pub fn log(&self, drv: &DrvHash) -> PathBuf {
+        self.root.join("logs").join(format!("{drv}.log"))
+    }
+
+    /// `locks/<name>.lock`.
+    pub fn lock(&self, name: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{name}.lock"))
+    }
+
+    /// `tmp/`: work in progress, on the store's file system.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// `quarantine/<hex>`: a corrupted object moved aside.
+    pub fn quarantine(&self, hash: &ObjectHash) -> PathBuf {
+        self.root.join("quarantine").join(hash.to_string())
+    }
+}
