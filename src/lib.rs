@@ -9,3 +9,4 @@ pub mod recipe;
 pub mod graph;
 pub mod drv;
 pub mod store;
+pub mod fetch;

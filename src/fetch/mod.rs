@@ -1,0 +1,183 @@
+//! Fetching sources: bare git mirrors kept in the store (one per upstream URL), fetched with
+//! git2 until the pinned commit is present, and exported as a fresh tree per build. Source
+//! overrides ([`SourceMirrors`], `AZB_SOURCE_MIRRORS`) change where bytes come from, never
+//! what they are: the pin is checked, and no hash sees the override.
+//!
+//! Owns git access. Never builds; knows nothing of recipes beyond a URL and a commit.
+
+mod mirrors;
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, Oid, Repository};
+
+pub use mirrors::{BadMirror, SourceMirrors};
+
+use crate::fs::{FsError, LockFile, err};
+use crate::recipe::CommitSha;
+use crate::store::Store;
+
+/// What can go wrong fetching a source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// The store's lock could not be taken.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// git failed on a mirror.
+    #[error("git: cannot {action} `{url}` (mirror `{mirror}`)")]
+    Git {
+        /// What was being done.
+        action: &'static str,
+        /// The upstream URL.
+        url: String,
+        /// The local mirror.
+        mirror: PathBuf,
+        /// Why.
+        #[source]
+        source: git2::Error,
+    },
+    /// After fetching every ref, the pinned commit is still not there.
+    #[error("commit {commit} is not in `{url}` (fetched all refs from `{fetched_from}`)")]
+    CommitMissing {
+        /// The upstream URL.
+        url: String,
+        /// Where the refs came from (the URL or its override).
+        fetched_from: String,
+        /// The pin.
+        commit: CommitSha,
+    },
+}
+
+/// Fetches sources into the store's mirrors and exports pinned trees.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    store: Store,
+    mirrors: SourceMirrors,
+}
+
+impl Fetcher {
+    /// A fetcher keeping mirrors in `store`, applying `mirrors` to URLs.
+    pub fn new(store: Store, mirrors: SourceMirrors) -> Self {
+        Self { store, mirrors }
+    }
+
+    /// Makes sure the mirror of `url` holds `commit`, fetching every ref when it does not.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn ensure(&self, url: &str, commit: CommitSha) -> Result<PathBuf, Error> {
+        let mirror = self.store.layout().source_mirror(url);
+        let lock_name = format!("source-{}", mirror.file_name().unwrap_or_default().to_string_lossy());
+        let _lock = LockFile::acquire(&self.store.layout().lock(&lock_name))?;
+        let git = |action, source| Error::Git { action, url: url.to_owned(), mirror: mirror.clone(), source };
+        let repo = if mirror.join("HEAD").is_file() {
+            Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?
+        } else {
+            let tmp = tempfile::Builder::new()
+                .prefix("mirror-")
+                .tempdir_in(self.store.layout().tmp())
+                .map_err(|e| FsError::new("create a temp dir in", self.store.layout().tmp(), e))?;
+            Repository::init_bare(tmp.path()).map_err(|e| git("create a mirror for", e))?;
+            let tmp = tmp.keep();
+            err::rename(&tmp, &mirror).map_err(|e| FsError::new("move mirror into", &mirror, e))?;
+            Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?
+        };
+        let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
+        if repo.find_commit(oid).is_ok() {
+            return Ok(mirror);
+        }
+        let from = self.mirrors.resolve(url);
+        tracing::info!(url, from = %from, %commit, "fetching");
+        let mut remote = repo.remote_anonymous(&from).map_err(|e| git("open remote", e))?;
+        let mut options = FetchOptions::new();
+        options.download_tags(git2::AutotagOption::All);
+        remote
+            .fetch(&["+refs/*:refs/*"], Some(&mut options), None)
+            .map_err(|e| git("fetch from", e))?;
+        if repo.find_commit(oid).is_err() {
+            // Servers that allow it serve an unadvertised commit by id.
+            let _ = remote.fetch(&[commit.to_string().as_str()], Some(&mut FetchOptions::new()), None);
+        }
+        if repo.find_commit(oid).is_err() {
+            return Err(Error::CommitMissing { url: url.to_owned(), fetched_from: from, commit });
+        }
+        Ok(mirror)
+    }
+
+    /// Writes the tree of `commit` (already in the mirror of `url`) into the empty
+    /// directory `dest`; returns the commit's time (seconds since the epoch).
+    #[tracing::instrument(level = "debug", skip(self, dest))]
+    pub fn export(&self, url: &str, commit: CommitSha, dest: &Path) -> Result<i64, Error> {
+        let mirror = self.store.layout().source_mirror(url);
+        let git = |action, source| Error::Git { action, url: url.to_owned(), mirror: mirror.clone(), source };
+        let repo = Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?;
+        let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
+        let found = repo.find_commit(oid).map_err(|e| git("find the pinned commit in", e))?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.target_dir(dest).force().recreate_missing(true);
+        repo.checkout_tree(found.as_object(), Some(&mut checkout)).map_err(|e| git("export the tree of", e))?;
+        Ok(found.time().seconds())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::Signature;
+
+    /// A repository with a commit on main, one only reachable from a tag, and one only
+    /// from a non-branch ref.
+    fn upstream(dir: &Path) -> [CommitSha; 3] {
+        let repo = Repository::init(dir).unwrap();
+        let sig = Signature::new("t", "t@example.invalid", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let commit = |content: &str, parent: Option<Oid>| {
+            let blob = repo.blob(content.as_bytes()).unwrap();
+            let mut tb = repo.treebuilder(None).unwrap();
+            tb.insert("file.txt", blob, 0o100644).unwrap();
+            let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+            let parents: Vec<git2::Commit> = parent.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+            let refs: Vec<&git2::Commit> = parents.iter().collect();
+            repo.commit(None, &sig, &sig, content, &tree, &refs).unwrap()
+        };
+        let main = commit("main", None);
+        repo.reference("refs/heads/main", main, true, "").unwrap();
+        repo.set_head("refs/heads/main").unwrap();
+        let tagged = commit("tagged", Some(main));
+        repo.tag_lightweight("v1", &repo.find_object(tagged, None).unwrap(), false).unwrap();
+        let hidden = commit("hidden", Some(main));
+        repo.reference("refs/other/hidden", hidden, true, "").unwrap();
+        [main, tagged, hidden].map(|o| o.to_string().parse().unwrap())
+    }
+
+    #[test]
+    fn fetches_commits_on_tags_and_other_refs_through_an_override() {
+        let up = tempfile::tempdir().unwrap();
+        let pins = upstream(up.path());
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path()).unwrap();
+        let url = "https://example.invalid/up.git";
+        let mirrors = SourceMirrors::parse(&format!("https://example.invalid/up.git={}", up.path().display())).unwrap();
+        let fetcher = Fetcher::new(store, mirrors);
+        for (pin, content) in pins.iter().zip(["main", "tagged", "hidden"]) {
+            fetcher.ensure(url, *pin).unwrap();
+            let out = tempfile::tempdir().unwrap();
+            let time = fetcher.export(url, *pin, out.path()).unwrap();
+            assert_eq!(time, 1_700_000_000);
+            assert_eq!(err::read_to_string(out.path().join("file.txt")).unwrap(), content);
+        }
+    }
+
+    #[test]
+    fn a_commit_missing_upstream_is_a_clear_error() {
+        let up = tempfile::tempdir().unwrap();
+        upstream(up.path());
+        let store_dir = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(Store::open(store_dir.path()).unwrap(), SourceMirrors::default());
+        let missing: CommitSha = "1111111111111111111111111111111111111111".parse().unwrap();
+        let url = up.path().display().to_string();
+        let e = fetcher.ensure(&url, missing).unwrap_err();
+        assert!(matches!(e, Error::CommitMissing { .. }), "{e:?}");
+        assert!(e.to_string().contains("commit 1111111111111111111111111111111111111111 is not in"), "{e}");
+    }
+}
