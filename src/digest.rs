@@ -4,11 +4,12 @@
 //! Owns hashing and the text form of hashes. Knows nothing of the store layout or of OCI
 //! documents; those modules wrap these types.
 
-use std::fmt;
+
 use std::io::{self, Write};
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+
 use sha2::Digest as _;
 
 /// A hash text that is not the expected number of lowercase hex digits.

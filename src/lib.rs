@@ -10,3 +10,4 @@ pub mod graph;
 pub mod drv;
 pub mod store;
 pub mod fetch;
+pub mod build;

@@ -92,6 +92,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self, Error> {
+        err::create_dir_all(root).map_err(|e| FsError::new("create store directory", root, e))?;
+        // Absolute and free of symlinks: build paths derived from it must match what
+        // tools report about themselves (/proc/self/exe).
+        let root = &err::canonicalize(root).map_err(|e| FsError::new("resolve store directory", root, e))?;
         let layout = Layout::new(root);
         for dir in layout.dirs() {
             err::create_dir_all(&dir).map_err(|e| FsError::new("create store directory", &dir, e))?;

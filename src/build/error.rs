@@ -1,0 +1,112 @@
+//! Errors of the build module.
+
+use std::path::PathBuf;
+
+use crate::drv::DrvHash;
+use crate::fs::FsError;
+use crate::recipe::{Platform, RecipeName};
+
+/// What can go wrong building a derivation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Fetching the source failed.
+    #[error("cannot fetch the source of `{name}`")]
+    Fetch {
+        /// The recipe.
+        name: RecipeName,
+        /// Why.
+        #[source]
+        source: crate::fetch::Error,
+    },
+    /// A build command could not be started.
+    #[error("cannot run `{program}` for `{name}`")]
+    Spawn {
+        /// The recipe.
+        name: RecipeName,
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A build command failed; the log tail shows why.
+    #[error("building `{name}` for {platform} failed at `{step}` ({status})\n{tail}\nfull log: {}", log.display())]
+    Command {
+        /// The recipe.
+        name: RecipeName,
+        /// The platform.
+        platform: Platform,
+        /// The step that failed.
+        step: String,
+        /// Exit status.
+        status: String,
+        /// The last lines of the log.
+        tail: String,
+        /// The full log in the store.
+        log: PathBuf,
+    },
+    /// The build installed files outside the PostgreSQL prefix.
+    #[error("`{name}` installed `{path}` outside the PostgreSQL prefix")]
+    OutsidePrefix {
+        /// The recipe.
+        name: RecipeName,
+        /// The stray path (relative to DESTDIR).
+        path: PathBuf,
+    },
+    /// The build produced an ELF file for another machine.
+    #[error("`{name}` produced `{file}` for ELF machine {found}, but {platform} needs {expected}")]
+    WrongMachine {
+        /// The recipe.
+        name: RecipeName,
+        /// The file, inside the artifact.
+        file: String,
+        /// The platform.
+        platform: Platform,
+        /// e_machine found.
+        found: u16,
+        /// e_machine expected.
+        expected: u16,
+    },
+    /// The build installed nothing.
+    #[error("`{name}` for {platform} installed nothing (see {})", log.display())]
+    Empty {
+        /// The recipe.
+        name: RecipeName,
+        /// The platform.
+        platform: Platform,
+        /// The full log.
+        log: PathBuf,
+    },
+    /// The toolchain of a platform is unusable.
+    #[error("the {platform} toolchain at `{prefix}` is unusable: {problem}")]
+    Toolchain {
+        /// The platform.
+        platform: Platform,
+        /// Its prefix.
+        prefix: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Builds cannot be cut off from the network here.
+    #[error("cannot isolate builds from the network: `unshare --net` failed ({detail})")]
+    NoNetworkIsolation {
+        /// What unshare said.
+        detail: String,
+    },
+    /// A dependency of this derivation failed, so it was not attempted.
+    #[error("`{name}` for {platform} was skipped: its dependency {dependency} failed")]
+    DependencyFailed {
+        /// The recipe.
+        name: RecipeName,
+        /// The platform.
+        platform: Platform,
+        /// The failed dependency's hash.
+        dependency: DrvHash,
+    },
+}

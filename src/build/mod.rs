@@ -1,0 +1,23 @@
+//! Building: host toolchains and their identity, the host executor (sessions that run
+//! steps with no network and a fixed environment), build kinds, the normalisation of
+//! installed files into artifacts, and the parallel scheduler with its [`Reporter`].
+//!
+//! Owns running builds. Asks the store before building and hands results to it; never
+//! decides what a derivation is (drv) or how an image looks (image). Never draws progress
+//! bars: it reports events.
+
+mod error;
+mod host;
+mod job;
+mod kind;
+mod reporter;
+mod scheduler;
+mod toolchain;
+mod tree;
+
+pub use error::Error;
+pub use host::log_tail;
+pub use reporter::{Reporter, Silent};
+pub use scheduler::{Outcome, Scheduler};
+pub use toolchain::HostToolchain;
+pub use tree::{elf_machine, elf_machine_of};

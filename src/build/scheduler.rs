@@ -1,0 +1,215 @@
+//! The scheduler: asks the store first, fetches every missing source before any build
+//! starts, then runs independent derivations in parallel (a rayon pool of `jobs`
+//! threads), dependencies first, one lock per derivation. With `keep_going`, independent
+//! work continues after a failure; dependents of a failure are skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use super::job::{JobContext, build};
+use super::{Error, HostToolchain, Reporter};
+use crate::drv::{DrvHash, Plan, Planned};
+use crate::fetch::Fetcher;
+use crate::recipe::Platform;
+use crate::store::{Lookup, Realisation, Store};
+
+/// How to realise a plan.
+pub struct Scheduler<'a> {
+    /// The store.
+    pub store: &'a Store,
+    /// Source access.
+    pub fetcher: &'a Fetcher,
+    /// Toolchain and builder identity per platform.
+    pub toolchains: BTreeMap<Platform, (HostToolchain, String)>,
+    /// Builds at once.
+    pub jobs: usize,
+    /// Continue independent work after a failure.
+    pub keep_going: bool,
+    /// Whether builds may reach the network.
+    pub network: bool,
+    /// Where events go.
+    pub reporter: &'a dyn Reporter,
+}
+
+/// What realising a plan gave.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Every derivation that is now in the store, with its verified artifact tar.
+    pub artifacts: BTreeMap<DrvHash, (Realisation, Vec<u8>)>,
+    /// The derivations built in this run.
+    pub built: Vec<DrvHash>,
+    /// Failures, in the order they happened (skips of dependents included).
+    pub failures: Vec<(DrvHash, Error)>,
+}
+
+impl Scheduler<'_> {
+    /// Makes every derivation of `plan` present in the store.
+    pub fn realise(&self, plan: &Plan<'_>) -> Result<Outcome, Error> {
+        let mut outcome = Outcome::default();
+        let mut pending: Vec<&Planned<'_>> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for planned in &plan.items {
+            if !seen.insert(planned.hash) {
+                continue;
+            }
+            match self.store.lookup(&planned.hash)? {
+                Lookup::Hit(record, tar) => {
+                    outcome.artifacts.insert(planned.hash, (record, tar));
+                }
+                Lookup::Corrupt { object, quarantine } => {
+                    self.reporter.warn(&format!(
+                        "object {object} of `{}` ({}) did not match its hash; moved to {} and rebuilding",
+                        planned.drv.name,
+                        planned.drv.platform,
+                        quarantine.display()
+                    ));
+                    pending.push(planned);
+                }
+                Lookup::Miss => pending.push(planned),
+            }
+        }
+        self.reporter.start(pending.len());
+        if pending.is_empty() {
+            return Ok(outcome);
+        }
+        let mut failed: BTreeSet<DrvHash> = BTreeSet::new();
+        // Every source is fetched before any build starts: builds have no network.
+        let mut fetched = BTreeSet::new();
+        for planned in &pending {
+            let recipe = &planned.recipe.recipe;
+            if !fetched.insert((recipe.url(), recipe.commit())) {
+                continue;
+            }
+            self.reporter.fetching(&recipe.name, recipe.url());
+            if let Err(source) = self.fetcher.ensure(recipe.url(), recipe.commit()) {
+                let error = Error::Fetch { name: recipe.name.clone(), source };
+                if !self.keep_going {
+                    return Err(error);
+                }
+                for p in pending.iter().filter(|p| p.recipe.recipe.url() == recipe.url() && p.recipe.recipe.commit() == recipe.commit()) {
+                    failed.insert(p.hash);
+                }
+                outcome.failures.push((planned.hash, error));
+            }
+        }
+        self.run_builds(plan, pending, failed, outcome)
+    }
+
+    fn run_builds<'p>(
+        &self,
+        plan: &Plan<'p>,
+        mut pending: Vec<&Planned<'p>>,
+        mut failed: BTreeSet<DrvHash>,
+        mut outcome: Outcome,
+    ) -> Result<Outcome, Error> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.jobs.max(1))
+            .build()
+            .expect("a thread pool of a few threads can be built");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let make_jobs = (cores / self.jobs.max(1)).max(1);
+        let by_hash: BTreeMap<DrvHash, &Planned<'p>> = plan.items.iter().map(|p| (p.hash, p)).collect();
+        let (sender, receiver) = mpsc::channel::<(DrvHash, Result<(Realisation, Vec<u8>), Error>)>();
+        let mut running = 0usize;
+        let mut stop = false;
+        pool.in_place_scope(|scope| -> Result<(), Error> {
+            loop {
+                // Skip what depends on a failure; start what is ready.
+                let mut index = 0;
+                while index < pending.len() {
+                    let planned = pending[index];
+                    let deps: Vec<DrvHash> = planned.drv.deps.values().copied().collect();
+                    if let Some(bad) = deps.iter().find(|d| failed.contains(d)) {
+                        failed.insert(planned.hash);
+                        outcome.failures.push((
+                            planned.hash,
+                            Error::DependencyFailed { name: planned.drv.name.clone(), platform: planned.drv.platform, dependency: *bad },
+                        ));
+                        pending.remove(index);
+                    } else if failed.contains(&planned.hash) {
+                        pending.remove(index);
+                    } else if !stop && running < self.jobs.max(1) && deps.iter().all(|d| outcome.artifacts.contains_key(d)) {
+                        let dep_tars: Vec<Vec<u8>> = closure(planned, &by_hash).iter().map(|d| outcome.artifacts[d].1.clone()).collect();
+                        let sender = sender.clone();
+                        let (toolchain, builder) = &self.toolchains[&planned.drv.platform];
+                        let ctx = JobContext {
+                            store: self.store,
+                            fetcher: self.fetcher,
+                            toolchain,
+                            builder,
+                            make_jobs,
+                            network: self.network,
+                            reporter: self.reporter,
+                        };
+                        scope.spawn(move |_| {
+                            let started = Instant::now();
+                            ctx.reporter.build_started(&planned.hash, &planned.drv.name, planned.drv.platform);
+                            let refs: Vec<&[u8]> = dep_tars.iter().map(Vec::as_slice).collect();
+                            let result = build_locked(&ctx, planned, &refs);
+                            ctx.reporter.build_finished(&planned.hash, result.is_ok(), started.elapsed());
+                            let _ = sender.send((planned.hash, result));
+                        });
+                        running += 1;
+                        pending.remove(index);
+                    } else {
+                        index += 1;
+                    }
+                }
+                if running == 0 {
+                    return Ok(());
+                }
+                let (hash, result) = receiver.recv().expect("a running build always reports back");
+                running -= 1;
+                match result {
+                    Ok(done) => {
+                        outcome.built.push(hash);
+                        outcome.artifacts.insert(hash, done);
+                    }
+                    Err(error) => {
+                        failed.insert(hash);
+                        outcome.failures.push((hash, error));
+                        stop |= !self.keep_going;
+                    }
+                }
+            }
+        })?;
+        Ok(outcome)
+    }
+}
+
+/// Builds under the derivation's lock; if another process finished it meanwhile, uses that.
+fn build_locked(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Result<(Realisation, Vec<u8>), Error> {
+    let _lock = ctx.store.lock(&planned.hash)?;
+    if let Lookup::Hit(record, tar) = ctx.store.lookup(&planned.hash)? {
+        return Ok((record, tar));
+    }
+    build(ctx, planned, deps)?;
+    match ctx.store.lookup(&planned.hash)? {
+        Lookup::Hit(record, tar) => Ok((record, tar)),
+        _ => Err(crate::store::Error::Fs(crate::fs::FsError::new(
+            "read back the artifact just stored for",
+            ctx.store.layout().realisation(&planned.hash),
+            std::io::Error::other("missing or corrupt right after writing"),
+        ))
+        .into()),
+    }
+}
+
+/// Every dependency of `planned`, transitively, dependencies before dependents.
+fn closure(planned: &Planned<'_>, by_hash: &BTreeMap<DrvHash, &Planned<'_>>) -> Vec<DrvHash> {
+    fn visit(hash: DrvHash, by_hash: &BTreeMap<DrvHash, &Planned<'_>>, seen: &mut BTreeSet<DrvHash>, out: &mut Vec<DrvHash>) {
+        if !seen.insert(hash) {
+            return;
+        }
+        for dep in by_hash[&hash].drv.deps.values() {
+            visit(*dep, by_hash, seen, out);
+        }
+        out.push(hash);
+    }
+    let (mut seen, mut out) = (BTreeSet::new(), Vec::new());
+    for dep in planned.drv.deps.values() {
+        visit(*dep, by_hash, &mut seen, &mut out);
+    }
+    out
+}
