@@ -4,11 +4,8 @@
 //! Owns hashing and the text form of hashes. Knows nothing of the store layout or of OCI
 //! documents; those modules wrap these types.
 
-
 use std::io::{self, Write};
 use std::str::FromStr;
-
-
 
 use sha2::Digest as _;
 
@@ -25,8 +22,15 @@ pub struct HashParseError {
 }
 
 /// Parses `len` lowercase hex digits into bytes.
-pub(crate) fn parse_hex<const N: usize>(text: &str, what: &'static str) -> Result<[u8; N], HashParseError> {
-    let bad = || HashParseError { text: text.to_owned(), what, len: N * 2 };
+pub(crate) fn parse_hex<const N: usize>(
+    text: &str,
+    what: &'static str,
+) -> Result<[u8; N], HashParseError> {
+    let bad = || HashParseError {
+        text: text.to_owned(),
+        what,
+        len: N * 2,
+    };
     if text.len() != N * 2 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(bad());
     }
@@ -148,7 +152,12 @@ pub struct Digests {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, blake3: blake3::Hasher::new(), sha256: sha2::Sha256::new(), len: 0 }
+        Self {
+            inner,
+            blake3: blake3::Hasher::new(),
+            sha256: sha2::Sha256::new(),
+            len: 0,
+        }
     }
 
     /// Returns the inner writer and the digests of everything written.
@@ -202,6 +211,9 @@ mod tests {
         assert!(hex.parse::<Sha256>().is_ok());
         assert!(hex.to_uppercase().parse::<Sha256>().is_err());
         assert!(hex[1..].parse::<Sha256>().is_err());
-        assert_eq!(hex.parse::<Sha256>().unwrap().oci_digest().to_string(), format!("sha256:{hex}"));
+        assert_eq!(
+            hex.parse::<Sha256>().unwrap().oci_digest().to_string(),
+            format!("sha256:{hex}")
+        );
     }
 }

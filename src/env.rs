@@ -16,7 +16,9 @@ pub const BUILD_NETWORK: &str = "AZB_BUILD_NETWORK";
 
 /// Reads a path-valued variable; empty counts as unset.
 pub fn path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Reads a string variable; empty counts as unset.

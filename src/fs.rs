@@ -25,7 +25,11 @@ pub struct FsError {
 impl FsError {
     /// Wraps an I/O error with what was being done to which path.
     pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self { action, path: path.into(), source }
+        Self {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -40,7 +44,8 @@ pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FsE
     if let Some(parent) = path.parent() {
         err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
     }
-    tmp.persist(path).map_err(|e| FsError::new("rename temp file onto", path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| FsError::new("rename temp file onto", path, e.error))?;
     Ok(())
 }
 
@@ -66,7 +71,10 @@ impl LockFile {
             .into_parts()
             .0;
         file.lock().map_err(|e| FsError::new("lock", path, e))?;
-        Ok(Self { file, path: path.to_owned() })
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     /// The lock file's path.
@@ -111,9 +119,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
         let held = LockFile::acquire(&path).unwrap();
-        let other = std::fs::File::open(&path).unwrap();
-        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        let other = err::File::open(&path).unwrap();
+        assert!(matches!(
+            other.file().try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
         drop(held);
-        assert!(other.try_lock().is_ok());
+        assert!(other.file().try_lock().is_ok());
     }
 }

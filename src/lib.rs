@@ -2,12 +2,15 @@
 //! store. Data flows one way: recipe -> graph -> drv -> (store | fetch -> build) -> image;
 //! `cli` sits on top and only parses, resolves settings and renders.
 
-pub mod digest;
-pub mod env;
-pub mod fs;
-pub mod recipe;
-pub mod graph;
-pub mod drv;
-pub mod store;
-pub mod fetch;
 pub mod build;
+pub mod cli;
+pub mod digest;
+pub mod drv;
+pub mod env;
+pub mod fetch;
+pub mod fs;
+pub mod graph;
+pub mod image;
+pub mod recipe;
+pub mod runtime;
+pub mod store;

@@ -1,3 +1,5 @@
-fn main() {
-    println!("Hello, world!");
+//! The `azb` binary: everything happens in `azb::cli`.
+
+fn main() -> std::process::ExitCode {
+    azb::cli::main()
 }

@@ -73,6 +73,16 @@ pub enum Error {
         /// e_machine expected.
         expected: u16,
     },
+    /// An artifact file holds the path of the build directory.
+    #[error(
+        "`{file}` built by `{name}` contains the build directory's path, so it is not reproducible"
+    )]
+    BuildPathLeak {
+        /// The recipe.
+        name: RecipeName,
+        /// The file, inside the artifact.
+        file: String,
+    },
     /// The build installed nothing.
     #[error("`{name}` for {platform} installed nothing (see {})", log.display())]
     Empty {

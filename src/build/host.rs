@@ -43,7 +43,11 @@ pub struct Session {
 /// The compiler wrapper: removes `-march=native`, `-mtune=native` and `-mcpu=native` (an
 /// artifact must run on any CPU of its platform) and maps the work paths to fixed ones so
 /// no path of this machine reaches the artifact.
-pub fn write_cc_wrapper(path: &Path, real_cc: &str, maps: &[(PathBuf, String)]) -> Result<(), FsError> {
+pub fn write_cc_wrapper(
+    path: &Path,
+    real_cc: &str,
+    maps: &[(PathBuf, String)],
+) -> Result<(), FsError> {
     let mut script = String::from(
         "#!/bin/sh\n# azb compiler wrapper: portable CPU flags, fixed paths.\n\
          for arg; do\n  shift\n  case \"$arg\" in\n    -march=native|-mtune=native|-mcpu=native) ;;\n    \
@@ -51,12 +55,16 @@ pub fn write_cc_wrapper(path: &Path, real_cc: &str, maps: &[(PathBuf, String)]) 
     );
     script.push_str(&format!("exec {}", shell_quote(real_cc)));
     for (from, to) in maps {
-        script.push_str(&format!(" {}", shell_quote(&format!("-ffile-prefix-map={}={to}", from.display()))));
+        script.push_str(&format!(
+            " {}",
+            shell_quote(&format!("-ffile-prefix-map={}={to}", from.display()))
+        ));
     }
     script.push_str(" \"$@\"\n");
     err::write(path, script).map_err(|e| FsError::new("write", path, e))?;
     use std::os::unix::fs::PermissionsExt;
-    err::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| FsError::new("chmod", path, e))
+    err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| FsError::new("chmod", path, e))
 }
 
 fn shell_quote(text: &str) -> String {
@@ -67,10 +75,17 @@ fn shell_quote(text: &str) -> String {
 fn isolation_prefix() -> Result<&'static [&'static str], Error> {
     static PREFIX: OnceLock<Result<&'static [&'static str], String>> = OnceLock::new();
     let found = PREFIX.get_or_init(|| {
-        let candidates: [&'static [&'static str]; 2] = [&["unshare", "--net", "--"], &["unshare", "--map-root-user", "--net", "--"]];
+        let candidates: [&'static [&'static str]; 2] = [
+            &["unshare", "--net", "--"],
+            &["unshare", "--map-root-user", "--net", "--"],
+        ];
         let mut last = String::new();
         for prefix in candidates {
-            match Command::new(prefix[0]).args(&prefix[1..]).arg("true").output() {
+            match Command::new(prefix[0])
+                .args(&prefix[1..])
+                .arg("true")
+                .output()
+            {
                 Ok(out) if out.status.success() => return Ok(prefix),
                 Ok(out) => last = String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                 Err(e) => last = e.to_string(),
@@ -78,7 +93,9 @@ fn isolation_prefix() -> Result<&'static [&'static str], Error> {
         }
         Err(last)
     });
-    found.clone().map_err(|detail| Error::NoNetworkIsolation { detail })
+    found
+        .clone()
+        .map_err(|detail| Error::NoNetworkIsolation { detail })
 }
 
 impl Session {
@@ -90,14 +107,18 @@ impl Session {
             .open(&self.log)
             .map_err(|e| FsError::new("open log", &self.log, e))?;
         let line = format!("$ {}  (in {})\n", step.argv.join(" "), step.cwd.display());
-        log.write_all(line.as_bytes()).map_err(|e| FsError::new("write log", &self.log, e))?;
+        log.write_all(line.as_bytes())
+            .map_err(|e| FsError::new("write log", &self.log, e))?;
         let mut argv: Vec<String> = Vec::new();
         if !self.network {
             argv.extend(isolation_prefix()?.iter().map(|s| s.to_string()));
         }
         argv.extend(step.argv.iter().cloned());
-        let (reader, writer) = std::io::pipe().map_err(|e| FsError::new("create a pipe for", &self.log, e))?;
-        let writer_err = writer.try_clone().map_err(|e| FsError::new("create a pipe for", &self.log, e))?;
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| FsError::new("create a pipe for", &self.log, e))?;
+        let writer_err = writer
+            .try_clone()
+            .map_err(|e| FsError::new("create a pipe for", &self.log, e))?;
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .current_dir(&step.cwd)
@@ -107,13 +128,22 @@ impl Session {
             .stdout(writer)
             .stderr(writer_err)
             .spawn()
-            .map_err(|source| Error::Spawn { name: self.name.clone(), program: argv[0].clone(), source })?;
+            .map_err(|source| Error::Spawn {
+                name: self.name.clone(),
+                program: argv[0].clone(),
+                source,
+            })?;
         for line in BufReader::new(reader).split(b'\n') {
             let mut line = line.map_err(|e| FsError::new("read build output for", &self.log, e))?;
             line.push(b'\n');
-            log.write_all(&line).map_err(|e| FsError::new("write log", &self.log, e))?;
+            log.write_all(&line)
+                .map_err(|e| FsError::new("write log", &self.log, e))?;
         }
-        let status = child.wait().map_err(|source| Error::Spawn { name: self.name.clone(), program: argv[0].clone(), source })?;
+        let status = child.wait().map_err(|source| Error::Spawn {
+            name: self.name.clone(),
+            program: argv[0].clone(),
+            source,
+        })?;
         if status.success() {
             return Ok(());
         }
@@ -131,9 +161,15 @@ impl Session {
 
 /// The last `lines` lines of a log, indented for display.
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = err::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = err::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].iter().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -144,8 +180,19 @@ mod tests {
     fn wrapper_drops_native_cpu_flags_and_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let wrapper = dir.path().join("cc");
-        write_cc_wrapper(&wrapper, "echo", &[(PathBuf::from("/w/src"), "/build/x".into())]).unwrap();
-        let out = Command::new(&wrapper).args(["-O2", "-march=native", "a b.c", "-mtune=native", "-c"]).output().unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), "-ffile-prefix-map=/w/src=/build/x -O2 a b.c -c\n");
+        write_cc_wrapper(
+            &wrapper,
+            "echo",
+            &[(PathBuf::from("/w/src"), "/build/x".into())],
+        )
+        .unwrap();
+        let out = Command::new(&wrapper)
+            .args(["-O2", "-march=native", "a b.c", "-mtune=native", "-c"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "-ffile-prefix-map=/w/src=/build/x -O2 a b.c -c\n"
+        );
     }
 }

@@ -35,7 +35,11 @@ pub struct JobContext<'a> {
 
 /// Builds `planned` with its dependencies' artifact tars (transitive, in order) laid into
 /// the toolchain view, and stores the result.
-pub fn build(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Result<Realisation, Error> {
+pub fn build(
+    ctx: &JobContext<'_>,
+    planned: &Planned<'_>,
+    deps: &[&[u8]],
+) -> Result<Realisation, Error> {
     let started = Instant::now();
     let drv = &planned.drv;
     let recipe = &planned.recipe.recipe;
@@ -50,17 +54,33 @@ pub fn build(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Res
         err::create_dir_all(&path).map_err(|e| FsError::new("create directory", &path, e))?;
         Ok(path)
     };
-    let (src, pg, bin, destdir, home, scratch) = (dir("src")?, work.join("pg"), dir("bin")?, dir("out")?, dir("home")?, dir("tmp")?);
+    let (src, pg, bin, destdir, home, scratch) = (
+        dir("src")?,
+        work.join("pg"),
+        dir("bin")?,
+        dir("out")?,
+        dir("home")?,
+        dir("tmp")?,
+    );
     let hash = planned.hash;
     let log = ctx.store.layout().log(&hash);
-    err::write(&log, format!("azb build of {} for {} (derivation {hash})\n", drv.name, drv.platform))
-        .map_err(|e| FsError::new("write log", &log, e))?;
+    err::write(
+        &log,
+        format!(
+            "azb build of {} for {} (derivation {hash})\n",
+            drv.name, drv.platform
+        ),
+    )
+    .map_err(|e| FsError::new("write log", &log, e))?;
 
     ctx.reporter.build_step(&hash, "export source");
     let source_time = ctx
         .fetcher
         .export(recipe.url(), drv.commit, &src)
-        .map_err(|source| Error::Fetch { name: drv.name.clone(), source })?;
+        .map_err(|source| Error::Fetch {
+            name: drv.name.clone(),
+            source,
+        })?;
     ctx.reporter.build_step(&hash, "toolchain");
     link_tree(&ctx.toolchain.prefix, &pg)?;
     for tar in deps {
@@ -68,14 +88,24 @@ pub fn build(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Res
     }
     let cc = bin.join("cc");
     let fixed_prefix = format!("/usr/lib/postgresql/{}", drv.pg_major);
-    write_cc_wrapper(&cc, &ctx.toolchain.cc, &[(src.clone(), format!("/build/{}", drv.name)), (pg.clone(), fixed_prefix)])?;
+    write_cc_wrapper(
+        &cc,
+        &ctx.toolchain.cc,
+        &[
+            (src.clone(), format!("/build/{}", drv.name)),
+            (pg.clone(), fixed_prefix.clone()),
+        ],
+    )?;
 
     let build_dir = match &drv.subdir {
         Some(sub) => src.join(sub),
         None => src.clone(),
     };
     let env: BTreeMap<String, String> = [
-        ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())),
+        (
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+        ),
         ("HOME", home.display().to_string()),
         ("TMPDIR", scratch.display().to_string()),
         ("LANG", "C".into()),
@@ -86,8 +116,20 @@ pub fn build(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Res
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let session = Session { name: drv.name.clone(), env, log: log.clone(), network: ctx.network };
-    let paths = KindPaths { dir: &build_dir, pg_config: &pg.join("bin/pg_config"), cc: &cc, destdir: &destdir, make_jobs: ctx.make_jobs };
+    let session = Session {
+        name: drv.name.clone(),
+        env,
+        log: log.clone(),
+        network: ctx.network,
+    };
+    let paths = KindPaths {
+        dir: &build_dir,
+        pg_config: &pg.join("bin/pg_config"),
+        cc: &cc,
+        destdir: &destdir,
+        make_jobs: ctx.make_jobs,
+        image_prefix: &fixed_prefix,
+    };
     for step in steps(&recipe.build, &paths) {
         ctx.reporter.build_step(&hash, &step.label);
         session.run(&step, ctx.toolchain)?;
@@ -100,8 +142,13 @@ pub fn build(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Res
         roots.push(build_dir.clone());
     }
     normalize(&drv.name, ctx.toolchain, &destdir, &pg, &roots, &artifact)?;
+    refuse_build_paths(&drv.name, &artifact, work)?;
     if is_empty(&artifact)? {
-        return Err(Error::Empty { name: drv.name.clone(), platform: drv.platform, log });
+        return Err(Error::Empty {
+            name: drv.name.clone(),
+            platform: drv.platform,
+            log,
+        });
     }
     ctx.reporter.build_step(&hash, "store");
     let record = BuildRecord {
@@ -112,6 +159,45 @@ pub fn build(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Res
     Ok(ctx.store.add_artifact(drv, &artifact, record)?)
 }
 
+/// Fails when any artifact file mentions the build directory: such a path differs on
+/// every build, so the artifact would not be reproducible (and would point nowhere).
+fn refuse_build_paths(
+    name: &crate::recipe::RecipeName,
+    artifact: &Path,
+    work: &Path,
+) -> Result<(), Error> {
+    let needle = work.as_os_str().as_encoded_bytes();
+    let mut stack = vec![artifact.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in crate::fs::sorted_entries(&dir)? {
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| FsError::new("stat", &path, e))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let bytes = err::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    let file = path
+                        .strip_prefix(artifact)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string();
+                    return Err(Error::BuildPathLeak {
+                        name: name.clone(),
+                        file,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn is_empty(dir: &Path) -> Result<bool, FsError> {
-    Ok(err::read_dir(dir).map_err(|e| FsError::new("read directory", dir, e))?.next().is_none())
+    Ok(err::read_dir(dir)
+        .map_err(|e| FsError::new("read directory", dir, e))?
+        .next()
+        .is_none())
 }

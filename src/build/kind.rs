@@ -19,6 +19,8 @@ pub struct KindPaths<'a> {
     pub destdir: &'a Path,
     /// Parallel make jobs.
     pub make_jobs: usize,
+    /// Where PostgreSQL lives in the image (for the run path of shared objects).
+    pub image_prefix: &'a str,
 }
 
 /// The steps of `build`.
@@ -34,16 +36,25 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Vec<Step> {
                     format!("CC={}", paths.cc.display()),
                     // No LLVM bitcode in artifacts (and no clang needed to build).
                     "with_llvm=no".to_owned(),
+                    // The run path points where PostgreSQL is in the image, not at the build.
+                    format!("rpathdir={}/lib", paths.image_prefix),
                 ];
                 argv.extend(flags.iter().cloned());
                 argv.extend(extra.iter().cloned());
                 argv
             };
             vec![
-                Step { label: "make".into(), argv: common(&[]), cwd: paths.dir.to_owned() },
+                Step {
+                    label: "make".into(),
+                    argv: common(&[]),
+                    cwd: paths.dir.to_owned(),
+                },
                 Step {
                     label: "make install".into(),
-                    argv: common(&["install".into(), format!("DESTDIR={}", paths.destdir.display())]),
+                    argv: common(&[
+                        "install".into(),
+                        format!("DESTDIR={}", paths.destdir.display()),
+                    ]),
                     cwd: paths.dir.to_owned(),
                 },
             ]

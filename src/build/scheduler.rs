@@ -83,11 +83,17 @@ impl Scheduler<'_> {
             }
             self.reporter.fetching(&recipe.name, recipe.url());
             if let Err(source) = self.fetcher.ensure(recipe.url(), recipe.commit()) {
-                let error = Error::Fetch { name: recipe.name.clone(), source };
+                let error = Error::Fetch {
+                    name: recipe.name.clone(),
+                    source,
+                };
                 if !self.keep_going {
                     return Err(error);
                 }
-                for p in pending.iter().filter(|p| p.recipe.recipe.url() == recipe.url() && p.recipe.recipe.commit() == recipe.commit()) {
+                for p in pending.iter().filter(|p| {
+                    p.recipe.recipe.url() == recipe.url()
+                        && p.recipe.recipe.commit() == recipe.commit()
+                }) {
                     failed.insert(p.hash);
                 }
                 outcome.failures.push((planned.hash, error));
@@ -109,8 +115,10 @@ impl Scheduler<'_> {
             .expect("a thread pool of a few threads can be built");
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let make_jobs = (cores / self.jobs.max(1)).max(1);
-        let by_hash: BTreeMap<DrvHash, &Planned<'p>> = plan.items.iter().map(|p| (p.hash, p)).collect();
-        let (sender, receiver) = mpsc::channel::<(DrvHash, Result<(Realisation, Vec<u8>), Error>)>();
+        let by_hash: BTreeMap<DrvHash, &Planned<'p>> =
+            plan.items.iter().map(|p| (p.hash, p)).collect();
+        let (sender, receiver) =
+            mpsc::channel::<(DrvHash, Result<(Realisation, Vec<u8>), Error>)>();
         let mut running = 0usize;
         let mut stop = false;
         pool.in_place_scope(|scope| -> Result<(), Error> {
@@ -124,13 +132,23 @@ impl Scheduler<'_> {
                         failed.insert(planned.hash);
                         outcome.failures.push((
                             planned.hash,
-                            Error::DependencyFailed { name: planned.drv.name.clone(), platform: planned.drv.platform, dependency: *bad },
+                            Error::DependencyFailed {
+                                name: planned.drv.name.clone(),
+                                platform: planned.drv.platform,
+                                dependency: *bad,
+                            },
                         ));
                         pending.remove(index);
                     } else if failed.contains(&planned.hash) {
                         pending.remove(index);
-                    } else if !stop && running < self.jobs.max(1) && deps.iter().all(|d| outcome.artifacts.contains_key(d)) {
-                        let dep_tars: Vec<Vec<u8>> = closure(planned, &by_hash).iter().map(|d| outcome.artifacts[d].1.clone()).collect();
+                    } else if !stop
+                        && running < self.jobs.max(1)
+                        && deps.iter().all(|d| outcome.artifacts.contains_key(d))
+                    {
+                        let dep_tars: Vec<Vec<u8>> = closure(planned, &by_hash)
+                            .iter()
+                            .map(|d| outcome.artifacts[d].1.clone())
+                            .collect();
                         let sender = sender.clone();
                         let (toolchain, builder) = &self.toolchains[&planned.drv.platform];
                         let ctx = JobContext {
@@ -144,10 +162,18 @@ impl Scheduler<'_> {
                         };
                         scope.spawn(move |_| {
                             let started = Instant::now();
-                            ctx.reporter.build_started(&planned.hash, &planned.drv.name, planned.drv.platform);
+                            ctx.reporter.build_started(
+                                &planned.hash,
+                                &planned.drv.name,
+                                planned.drv.platform,
+                            );
                             let refs: Vec<&[u8]> = dep_tars.iter().map(Vec::as_slice).collect();
                             let result = build_locked(&ctx, planned, &refs);
-                            ctx.reporter.build_finished(&planned.hash, result.is_ok(), started.elapsed());
+                            ctx.reporter.build_finished(
+                                &planned.hash,
+                                result.is_ok(),
+                                started.elapsed(),
+                            );
                             let _ = sender.send((planned.hash, result));
                         });
                         running += 1;
@@ -159,7 +185,9 @@ impl Scheduler<'_> {
                 if running == 0 {
                     return Ok(());
                 }
-                let (hash, result) = receiver.recv().expect("a running build always reports back");
+                let (hash, result) = receiver
+                    .recv()
+                    .expect("a running build always reports back");
                 running -= 1;
                 match result {
                     Ok(done) => {
@@ -179,7 +207,11 @@ impl Scheduler<'_> {
 }
 
 /// Builds under the derivation's lock; if another process finished it meanwhile, uses that.
-fn build_locked(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> Result<(Realisation, Vec<u8>), Error> {
+fn build_locked(
+    ctx: &JobContext<'_>,
+    planned: &Planned<'_>,
+    deps: &[&[u8]],
+) -> Result<(Realisation, Vec<u8>), Error> {
     let _lock = ctx.store.lock(&planned.hash)?;
     if let Lookup::Hit(record, tar) = ctx.store.lookup(&planned.hash)? {
         return Ok((record, tar));
@@ -198,7 +230,12 @@ fn build_locked(ctx: &JobContext<'_>, planned: &Planned<'_>, deps: &[&[u8]]) -> 
 
 /// Every dependency of `planned`, transitively, dependencies before dependents.
 fn closure(planned: &Planned<'_>, by_hash: &BTreeMap<DrvHash, &Planned<'_>>) -> Vec<DrvHash> {
-    fn visit(hash: DrvHash, by_hash: &BTreeMap<DrvHash, &Planned<'_>>, seen: &mut BTreeSet<DrvHash>, out: &mut Vec<DrvHash>) {
+    fn visit(
+        hash: DrvHash,
+        by_hash: &BTreeMap<DrvHash, &Planned<'_>>,
+        seen: &mut BTreeSet<DrvHash>,
+        out: &mut Vec<DrvHash>,
+    ) {
         if !seen.insert(hash) {
             return;
         }

@@ -25,14 +25,21 @@ impl HostToolchain {
     /// Resolves an image definition's toolchain against the project root.
     pub fn from_def(platform: Platform, def: &Toolchain, root: &Path) -> Self {
         match def {
-            Toolchain::Host { prefix, cc, strip } => {
-                Self { platform, prefix: root.join(prefix), cc: cc.clone(), strip: strip.clone() }
-            }
+            Toolchain::Host { prefix, cc, strip } => Self {
+                platform,
+                prefix: root.join(prefix),
+                cc: cc.clone(),
+                strip: strip.clone(),
+            },
         }
     }
 
     fn problem(&self, problem: impl Into<String>) -> Error {
-        Error::Toolchain { platform: self.platform, prefix: self.prefix.clone(), problem: problem.into() }
+        Error::Toolchain {
+            platform: self.platform,
+            prefix: self.prefix.clone(),
+            problem: problem.into(),
+        }
     }
 
     /// The builder identity that enters every derivation built with this toolchain:
@@ -51,7 +58,13 @@ impl HostToolchain {
             return Err(self.problem(format!("`{} -dumpmachine` failed", self.cc)));
         }
         let machine = String::from_utf8_lossy(&output.stdout);
-        if !machine.starts_with(self.platform.gnu_triple().split('-').next().unwrap_or_default()) {
+        if !machine.starts_with(
+            self.platform
+                .gnu_triple()
+                .split('-')
+                .next()
+                .unwrap_or_default(),
+        ) {
             return Err(self.problem(format!(
                 "the C compiler `{}` targets `{}`, not {}",
                 self.cc,
@@ -63,7 +76,10 @@ impl HostToolchain {
         for relative in ["include/server/pg_config.h", "lib/pgxs/src/Makefile.global"] {
             let path = self.prefix.join(relative);
             let bytes = err::read(&path).map_err(|e| {
-                self.problem(format!("{} (run scripts/fetch-toolchain.sh)", FsError::new("read", &path, e)))
+                self.problem(format!(
+                    "{} (run scripts/fetch-toolchain.sh)",
+                    FsError::new("read", &path, e)
+                ))
             })?;
             hasher.update(relative.as_bytes());
             hasher.update(&(bytes.len() as u64).to_le_bytes());

@@ -15,12 +15,15 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<(), FsError> {
     err::create_dir_all(to).map_err(|e| FsError::new("create directory", to, e))?;
     for entry in sorted_entries(from)? {
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().map_err(|e| FsError::new("stat", &src, e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| FsError::new("stat", &src, e))?;
         if kind.is_dir() {
             link_tree(&src, &dst)?;
         } else if kind.is_symlink() {
             let target = err::read_link(&src).map_err(|e| FsError::new("read link", &src, e))?;
-            std::os::unix::fs::symlink(&target, &dst).map_err(|e| FsError::new("create symlink", &dst, e))?;
+            std::os::unix::fs::symlink(&target, &dst)
+                .map_err(|e| FsError::new("create symlink", &dst, e))?;
         } else if err::hard_link(&src, &dst).is_err() {
             err::copy(&src, &dst).map_err(|e| FsError::new("copy into", &dst, e))?;
         }
@@ -31,15 +34,22 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<(), FsError> {
 /// Unpacks an artifact tar over `dir`, replacing (never writing through) existing files.
 pub fn unpack_over(tar_bytes: &[u8], dir: &Path) -> Result<(), FsError> {
     let mut archive = tar::Archive::new(tar_bytes);
-    let entries = archive.entries().map_err(|e| FsError::new("read artifact tar for", dir, e))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| FsError::new("read artifact tar for", dir, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| FsError::new("read artifact tar for", dir, e))?;
-        let relative = entry.path().map_err(|e| FsError::new("read artifact tar for", dir, e))?.into_owned();
+        let relative = entry
+            .path()
+            .map_err(|e| FsError::new("read artifact tar for", dir, e))?
+            .into_owned();
         let target = dir.join(&relative);
         if !entry.header().entry_type().is_dir() && err::symlink_metadata(&target).is_ok() {
             err::remove_file(&target).map_err(|e| FsError::new("replace", &target, e))?;
         }
-        entry.unpack_in(dir).map_err(|e| FsError::new("unpack", &target, e))?;
+        entry
+            .unpack_in(dir)
+            .map_err(|e| FsError::new("unpack", &target, e))?;
     }
     Ok(())
 }
@@ -60,16 +70,27 @@ pub fn normalize(
 ) -> Result<(), Error> {
     let installed = destdir.join(prefix.strip_prefix("/").unwrap_or(prefix));
     if let Some(stray) = first_outside(destdir, &installed)? {
-        return Err(Error::OutsidePrefix { name: name.clone(), path: stray });
+        return Err(Error::OutsidePrefix {
+            name: name.clone(),
+            path: stray,
+        });
     }
     err::create_dir_all(artifact).map_err(|e| FsError::new("create directory", artifact, e))?;
     if installed.is_dir() {
         for entry in sorted_entries(&installed)? {
             let file_name = entry.file_name();
             if ARTIFACT_DIRS.iter().any(|d| file_name == *d) {
-                err::rename(entry.path(), artifact.join(&file_name)).map_err(|e| FsError::new("move", entry.path(), e))?;
+                err::rename(entry.path(), artifact.join(&file_name))
+                    .map_err(|e| FsError::new("move", entry.path(), e))?;
             } else {
-                return Err(Error::OutsidePrefix { name: name.clone(), path: entry.path().strip_prefix(destdir).unwrap_or(&entry.path()).to_owned() });
+                return Err(Error::OutsidePrefix {
+                    name: name.clone(),
+                    path: entry
+                        .path()
+                        .strip_prefix(destdir)
+                        .unwrap_or(&entry.path())
+                        .to_owned(),
+                });
             }
         }
     }
@@ -86,13 +107,23 @@ pub fn normalize(
 /// The first path under `destdir` that is not on the way to or inside `installed`.
 fn first_outside(destdir: &Path, installed: &Path) -> Result<Option<PathBuf>, Error> {
     let mut dir = destdir.to_owned();
-    for component in installed.strip_prefix(destdir).unwrap_or(installed).components() {
+    for component in installed
+        .strip_prefix(destdir)
+        .unwrap_or(installed)
+        .components()
+    {
         if !dir.is_dir() {
             return Ok(None);
         }
         for entry in sorted_entries(&dir)? {
             if entry.file_name() != component.as_os_str() {
-                return Ok(Some(entry.path().strip_prefix(destdir).unwrap_or(&entry.path()).to_owned()));
+                return Ok(Some(
+                    entry
+                        .path()
+                        .strip_prefix(destdir)
+                        .unwrap_or(&entry.path())
+                        .to_owned(),
+                ));
             }
         }
         dir.push(component);
@@ -100,10 +131,17 @@ fn first_outside(destdir: &Path, installed: &Path) -> Result<Option<PathBuf>, Er
     Ok(None)
 }
 
-fn finish_files(name: &RecipeName, toolchain: &HostToolchain, root: &Path, dir: &Path) -> Result<(), Error> {
+fn finish_files(
+    name: &RecipeName,
+    toolchain: &HostToolchain,
+    root: &Path,
+    dir: &Path,
+) -> Result<(), Error> {
     for entry in sorted_entries(dir)? {
         let path = entry.path();
-        let kind = entry.file_type().map_err(|e| FsError::new("stat", &path, e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| FsError::new("stat", &path, e))?;
         if kind.is_dir() {
             finish_files(name, toolchain, root, &path)?;
             continue;
@@ -116,8 +154,14 @@ fn finish_files(name: &RecipeName, toolchain: &HostToolchain, root: &Path, dir: 
             err::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
             continue;
         }
-        let Some(machine) = elf_machine_of(&path)? else { continue };
-        let relative = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let Some(machine) = elf_machine_of(&path)? else {
+            continue;
+        };
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         if machine != toolchain.platform.elf_machine() {
             return Err(Error::WrongMachine {
                 name: name.clone(),
@@ -131,12 +175,19 @@ fn finish_files(name: &RecipeName, toolchain: &HostToolchain, root: &Path, dir: 
             .arg("--strip-unneeded")
             .arg(&path)
             .status()
-            .map_err(|source| Error::Spawn { name: name.clone(), program: toolchain.strip.clone(), source })?;
+            .map_err(|source| Error::Spawn {
+                name: name.clone(),
+                program: toolchain.strip.clone(),
+                source,
+            })?;
         if !status.success() {
             return Err(Error::Toolchain {
                 platform: toolchain.platform,
                 prefix: toolchain.prefix.clone(),
-                problem: format!("`{} --strip-unneeded {relative}` failed ({status})", toolchain.strip),
+                problem: format!(
+                    "`{} --strip-unneeded {relative}` failed ({status})",
+                    toolchain.strip
+                ),
             });
         }
     }
@@ -148,7 +199,9 @@ pub fn elf_machine_of(path: &Path) -> Result<Option<u16>, FsError> {
     use std::io::Read;
     let mut header = [0u8; 20];
     let mut file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
-    let read = file.read(&mut header).map_err(|e| FsError::new("read", path, e))?;
+    let read = file
+        .read(&mut header)
+        .map_err(|e| FsError::new("read", path, e))?;
     Ok(elf_machine(&header[..read]))
 }
 
@@ -158,7 +211,11 @@ pub fn elf_machine(header: &[u8]) -> Option<u16> {
         return None;
     }
     let bytes = [header[18], header[19]];
-    Some(if header[5] == 2 { u16::from_be_bytes(bytes) } else { u16::from_le_bytes(bytes) })
+    Some(if header[5] == 2 {
+        u16::from_be_bytes(bytes)
+    } else {
+        u16::from_le_bytes(bytes)
+    })
 }
 
 fn copy_licenses(name: &RecipeName, roots: &[PathBuf], artifact: &Path) -> Result<(), Error> {
@@ -166,11 +223,15 @@ fn copy_licenses(name: &RecipeName, roots: &[PathBuf], artifact: &Path) -> Resul
     for root in roots {
         for entry in sorted_entries(root)? {
             let upper = entry.file_name().to_string_lossy().to_uppercase();
-            let is_licence = ["LICENSE", "LICENCE", "COPYING", "NOTICE", "COPYRIGHT"].iter().any(|p| upper.starts_with(p));
+            let is_licence = ["LICENSE", "LICENCE", "COPYING", "NOTICE", "COPYRIGHT"]
+                .iter()
+                .any(|p| upper.starts_with(p));
             if is_licence && entry.file_type().is_ok_and(|t| t.is_file()) {
-                err::create_dir_all(&dest).map_err(|e| FsError::new("create directory", &dest, e))?;
+                err::create_dir_all(&dest)
+                    .map_err(|e| FsError::new("create directory", &dest, e))?;
                 let to = dest.join(entry.file_name());
-                err::copy(entry.path(), &to).map_err(|e| FsError::new("copy licence to", &to, e))?;
+                err::copy(entry.path(), &to)
+                    .map_err(|e| FsError::new("copy licence to", &to, e))?;
             }
         }
     }
@@ -205,9 +266,17 @@ mod tests {
         let mut header = tar::Header::new_gnu();
         header.set_size(3);
         header.set_mode(0o644);
-        builder.append_data(&mut header, "include/a.h", &b"new"[..]).unwrap();
+        builder
+            .append_data(&mut header, "include/a.h", &b"new"[..])
+            .unwrap();
         unpack_over(&builder.into_inner().unwrap(), &view).unwrap();
-        assert_eq!(err::read_to_string(view.join("include/a.h")).unwrap(), "new");
-        assert_eq!(err::read_to_string(orig.join("include/a.h")).unwrap(), "original");
+        assert_eq!(
+            err::read_to_string(view.join("include/a.h")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            err::read_to_string(orig.join("include/a.h")).unwrap(),
+            "original"
+        );
     }
 }

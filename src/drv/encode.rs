@@ -19,7 +19,8 @@ struct Encoder(Vec<u8>);
 
 impl Encoder {
     fn text(&mut self, value: &str) {
-        self.0.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        self.0
+            .extend_from_slice(&(value.len() as u64).to_le_bytes());
         self.0.extend_from_slice(value.as_bytes());
     }
 
@@ -45,7 +46,8 @@ impl Encoder {
 
     fn list<'a>(&mut self, name: &str, items: impl ExactSizeIterator<Item = &'a str>) {
         self.tag(name);
-        self.0.extend_from_slice(&(items.len() as u64).to_le_bytes());
+        self.0
+            .extend_from_slice(&(items.len() as u64).to_le_bytes());
         for item in items {
             self.text(item);
         }
@@ -63,7 +65,10 @@ pub(super) fn canonical(drv: &Derivation) -> Vec<u8> {
     e.optional("subdir", drv.subdir.as_deref());
     e.field("build_kind", &drv.build_kind);
     e.list("build_flags", drv.build_flags.iter().map(String::as_str));
-    e.list("build_packages", drv.build_packages.iter().map(String::as_str));
+    e.list(
+        "build_packages",
+        drv.build_packages.iter().map(String::as_str),
+    );
     e.field("builder", &drv.builder);
     e.tag("deps");
     e.0.extend_from_slice(&(drv.deps.len() as u64).to_le_bytes());
@@ -99,7 +104,10 @@ mod tests {
     /// Pins the encoding: if this changes, every cached artifact is orphaned. Bump PROTOCOL.
     #[test]
     fn golden_drv_hash() {
-        assert_eq!(golden().hash().to_string(), "3411a2ffb9c95da5c933c6572df4446b50bb46fb1437587a2e72f444a7950dc2");
+        assert_eq!(
+            golden().hash().to_string(),
+            "3411a2ffb9c95da5c933c6572df4446b50bb46fb1437587a2e72f444a7950dc2"
+        );
     }
 
     #[test]
@@ -122,7 +130,8 @@ mod tests {
         push(&|d| d.builder = "host:other".into());
         push(&|d| d.deps = [("base".parse().unwrap(), DrvHash::from_bytes([8; 32]))].into());
         push(&|d| d.deps.clear());
-        let hashes: std::collections::BTreeSet<String> = variants.iter().map(|d| d.hash().to_string()).collect();
+        let hashes: std::collections::BTreeSet<String> =
+            variants.iter().map(|d| d.hash().to_string()).collect();
         assert_eq!(hashes.len(), variants.len());
     }
 
@@ -131,7 +140,8 @@ mod tests {
         let old = golden();
         let mut new = old.clone();
         new.commit = "1111111111111111111111111111111111111111".parse().unwrap();
-        new.deps.insert("extra".parse().unwrap(), DrvHash::from_bytes([1; 32]));
+        new.deps
+            .insert("extra".parse().unwrap(), DrvHash::from_bytes([1; 32]));
         assert_eq!(new.changed_inputs(&old), ["commit", "deps.extra"]);
         assert!(old.changed_inputs(&old).is_empty());
     }

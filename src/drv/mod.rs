@@ -70,9 +70,13 @@ impl Derivation {
         check("build_flags", self.build_flags == old.build_flags);
         check("build_packages", self.build_packages == old.build_packages);
         check("builder", self.builder == old.builder);
-        let names: std::collections::BTreeSet<&RecipeName> = self.deps.keys().chain(old.deps.keys()).collect();
+        let names: std::collections::BTreeSet<&RecipeName> =
+            self.deps.keys().chain(old.deps.keys()).collect();
         for name in names {
-            check(&format!("deps.{name}"), self.deps.get(name) == old.deps.get(name));
+            check(
+                &format!("deps.{name}"),
+                self.deps.get(name) == old.deps.get(name),
+            );
         }
         changed
     }
@@ -99,7 +103,12 @@ pub struct Plan<'a> {
 impl<'a> Plan<'a> {
     /// Computes the derivations of `graph` for `platforms`, given each platform's builder
     /// identity. Pure: nothing is read or run.
-    pub fn new(graph: &Graph<'a>, image: &ImageDef, platforms: &[Platform], builders: &BTreeMap<Platform, String>) -> Self {
+    pub fn new(
+        graph: &Graph<'a>,
+        image: &ImageDef,
+        platforms: &[Platform],
+        builders: &BTreeMap<Platform, String>,
+    ) -> Self {
         let mut items = Vec::new();
         for &platform in platforms {
             let mut hashes: BTreeMap<&RecipeName, DrvHash> = BTreeMap::new();
@@ -131,6 +140,8 @@ impl<'a> Plan<'a> {
 
     /// The derivations for one platform.
     pub fn for_platform(&self, platform: Platform) -> impl Iterator<Item = &Planned<'a>> {
-        self.items.iter().filter(move |p| p.drv.platform == platform)
+        self.items
+            .iter()
+            .filter(move |p| p.drv.platform == platform)
     }
 }

@@ -2,8 +2,11 @@
 //! TARGET followed by the rest of the URL; the longest matching prefix wins.
 
 /// An override entry that is not `PREFIX=TARGET`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("source mirror entry `{0}` is not PREFIX=TARGET")]
+#[diagnostic(help(
+    "AZB_SOURCE_MIRRORS holds entries like https://github.com/=/srv/mirrors/ separated by `;`"
+))]
 pub struct BadMirror(pub String);
 
 /// URL prefix -> replacement, from `AZB_SOURCE_MIRRORS` or configuration.
@@ -16,7 +19,11 @@ impl SourceMirrors {
     /// Parses `PREFIX=TARGET` entries separated by `;` or newlines (blank ones skipped).
     pub fn parse(text: &str) -> Result<Self, BadMirror> {
         let mut entries = Vec::new();
-        for entry in text.split([';', '\n']).map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in text
+            .split([';', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             match entry.split_once('=') {
                 Some((prefix, target)) if !prefix.is_empty() && !target.is_empty() => {
                     entries.push((prefix.to_owned(), target.to_owned()));
@@ -45,10 +52,22 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_others_pass_through() {
-        let m = SourceMirrors::parse("https://github.com/=/srv/mirrors/; https://github.com/pgvector/=/fast/\n").unwrap();
-        assert_eq!(m.resolve("https://github.com/pgvector/pgvector"), "/fast/pgvector");
-        assert_eq!(m.resolve("https://github.com/citusdata/pg_cron"), "/srv/mirrors/citusdata/pg_cron");
-        assert_eq!(m.resolve("https://gitlab.com/x/y"), "https://gitlab.com/x/y");
+        let m = SourceMirrors::parse(
+            "https://github.com/=/srv/mirrors/; https://github.com/pgvector/=/fast/\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.resolve("https://github.com/pgvector/pgvector"),
+            "/fast/pgvector"
+        );
+        assert_eq!(
+            m.resolve("https://github.com/citusdata/pg_cron"),
+            "/srv/mirrors/citusdata/pg_cron"
+        );
+        assert_eq!(
+            m.resolve("https://gitlab.com/x/y"),
+            "https://gitlab.com/x/y"
+        );
     }
 
     #[test]

@@ -68,9 +68,17 @@ impl Fetcher {
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn ensure(&self, url: &str, commit: CommitSha) -> Result<PathBuf, Error> {
         let mirror = self.store.layout().source_mirror(url);
-        let lock_name = format!("source-{}", mirror.file_name().unwrap_or_default().to_string_lossy());
+        let lock_name = format!(
+            "source-{}",
+            mirror.file_name().unwrap_or_default().to_string_lossy()
+        );
         let _lock = LockFile::acquire(&self.store.layout().lock(&lock_name))?;
-        let git = |action, source| Error::Git { action, url: url.to_owned(), mirror: mirror.clone(), source };
+        let git = |action, source| Error::Git {
+            action,
+            url: url.to_owned(),
+            mirror: mirror.clone(),
+            source,
+        };
         let repo = if mirror.join("HEAD").is_file() {
             Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?
         } else {
@@ -89,7 +97,9 @@ impl Fetcher {
         }
         let from = self.mirrors.resolve(url);
         tracing::info!(url, from = %from, %commit, "fetching");
-        let mut remote = repo.remote_anonymous(&from).map_err(|e| git("open remote", e))?;
+        let mut remote = repo
+            .remote_anonymous(&from)
+            .map_err(|e| git("open remote", e))?;
         let mut options = FetchOptions::new();
         options.download_tags(git2::AutotagOption::All);
         remote
@@ -97,10 +107,18 @@ impl Fetcher {
             .map_err(|e| git("fetch from", e))?;
         if repo.find_commit(oid).is_err() {
             // Servers that allow it serve an unadvertised commit by id.
-            let _ = remote.fetch(&[commit.to_string().as_str()], Some(&mut FetchOptions::new()), None);
+            let _ = remote.fetch(
+                &[commit.to_string().as_str()],
+                Some(&mut FetchOptions::new()),
+                None,
+            );
         }
         if repo.find_commit(oid).is_err() {
-            return Err(Error::CommitMissing { url: url.to_owned(), fetched_from: from, commit });
+            return Err(Error::CommitMissing {
+                url: url.to_owned(),
+                fetched_from: from,
+                commit,
+            });
         }
         Ok(mirror)
     }
@@ -110,13 +128,21 @@ impl Fetcher {
     #[tracing::instrument(level = "debug", skip(self, dest))]
     pub fn export(&self, url: &str, commit: CommitSha, dest: &Path) -> Result<i64, Error> {
         let mirror = self.store.layout().source_mirror(url);
-        let git = |action, source| Error::Git { action, url: url.to_owned(), mirror: mirror.clone(), source };
+        let git = |action, source| Error::Git {
+            action,
+            url: url.to_owned(),
+            mirror: mirror.clone(),
+            source,
+        };
         let repo = Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?;
         let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
-        let found = repo.find_commit(oid).map_err(|e| git("find the pinned commit in", e))?;
+        let found = repo
+            .find_commit(oid)
+            .map_err(|e| git("find the pinned commit in", e))?;
         let mut checkout = git2::build::CheckoutBuilder::new();
         checkout.target_dir(dest).force().recreate_missing(true);
-        repo.checkout_tree(found.as_object(), Some(&mut checkout)).map_err(|e| git("export the tree of", e))?;
+        repo.checkout_tree(found.as_object(), Some(&mut checkout))
+            .map_err(|e| git("export the tree of", e))?;
         Ok(found.time().seconds())
     }
 }
@@ -130,23 +156,30 @@ mod tests {
     /// from a non-branch ref.
     fn upstream(dir: &Path) -> [CommitSha; 3] {
         let repo = Repository::init(dir).unwrap();
-        let sig = Signature::new("t", "t@example.invalid", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let sig =
+            Signature::new("t", "t@example.invalid", &git2::Time::new(1_700_000_000, 0)).unwrap();
         let commit = |content: &str, parent: Option<Oid>| {
             let blob = repo.blob(content.as_bytes()).unwrap();
             let mut tb = repo.treebuilder(None).unwrap();
             tb.insert("file.txt", blob, 0o100644).unwrap();
             let tree = repo.find_tree(tb.write().unwrap()).unwrap();
-            let parents: Vec<git2::Commit> = parent.iter().map(|p| repo.find_commit(*p).unwrap()).collect();
+            let parents: Vec<git2::Commit> = parent
+                .iter()
+                .map(|p| repo.find_commit(*p).unwrap())
+                .collect();
             let refs: Vec<&git2::Commit> = parents.iter().collect();
-            repo.commit(None, &sig, &sig, content, &tree, &refs).unwrap()
+            repo.commit(None, &sig, &sig, content, &tree, &refs)
+                .unwrap()
         };
         let main = commit("main", None);
         repo.reference("refs/heads/main", main, true, "").unwrap();
         repo.set_head("refs/heads/main").unwrap();
         let tagged = commit("tagged", Some(main));
-        repo.tag_lightweight("v1", &repo.find_object(tagged, None).unwrap(), false).unwrap();
+        repo.tag_lightweight("v1", &repo.find_object(tagged, None).unwrap(), false)
+            .unwrap();
         let hidden = commit("hidden", Some(main));
-        repo.reference("refs/other/hidden", hidden, true, "").unwrap();
+        repo.reference("refs/other/hidden", hidden, true, "")
+            .unwrap();
         [main, tagged, hidden].map(|o| o.to_string().parse().unwrap())
     }
 
@@ -157,14 +190,21 @@ mod tests {
         let store_dir = tempfile::tempdir().unwrap();
         let store = Store::open(store_dir.path()).unwrap();
         let url = "https://example.invalid/up.git";
-        let mirrors = SourceMirrors::parse(&format!("https://example.invalid/up.git={}", up.path().display())).unwrap();
+        let mirrors = SourceMirrors::parse(&format!(
+            "https://example.invalid/up.git={}",
+            up.path().display()
+        ))
+        .unwrap();
         let fetcher = Fetcher::new(store, mirrors);
         for (pin, content) in pins.iter().zip(["main", "tagged", "hidden"]) {
             fetcher.ensure(url, *pin).unwrap();
             let out = tempfile::tempdir().unwrap();
             let time = fetcher.export(url, *pin, out.path()).unwrap();
             assert_eq!(time, 1_700_000_000);
-            assert_eq!(err::read_to_string(out.path().join("file.txt")).unwrap(), content);
+            assert_eq!(
+                err::read_to_string(out.path().join("file.txt")).unwrap(),
+                content
+            );
         }
     }
 
@@ -173,11 +213,18 @@ mod tests {
         let up = tempfile::tempdir().unwrap();
         upstream(up.path());
         let store_dir = tempfile::tempdir().unwrap();
-        let fetcher = Fetcher::new(Store::open(store_dir.path()).unwrap(), SourceMirrors::default());
+        let fetcher = Fetcher::new(
+            Store::open(store_dir.path()).unwrap(),
+            SourceMirrors::default(),
+        );
         let missing: CommitSha = "1111111111111111111111111111111111111111".parse().unwrap();
         let url = up.path().display().to_string();
         let e = fetcher.ensure(&url, missing).unwrap_err();
         assert!(matches!(e, Error::CommitMissing { .. }), "{e:?}");
-        assert!(e.to_string().contains("commit 1111111111111111111111111111111111111111 is not in"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("commit 1111111111111111111111111111111111111111 is not in"),
+            "{e}"
+        );
     }
 }

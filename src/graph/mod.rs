@@ -14,11 +14,11 @@ pub enum Error {
     /// Recipes depend on each other in a circle.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Cycle(recipe::RecipeDiagnostic),
+    Cycle(Box<recipe::RecipeDiagnostic>),
     /// The image selects a disabled recipe.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Disabled(recipe::RecipeDiagnostic),
+    Disabled(Box<recipe::RecipeDiagnostic>),
 }
 
 /// The recipes of one image in dependency order: every recipe after its dependencies.
@@ -32,18 +32,28 @@ impl<'a> Graph<'a> {
     /// Resolves the recipes `selection` picks from `set`.
     pub fn resolve(set: &'a RecipeSet, selection: &RecipeSelection) -> Result<Self, Error> {
         let roots: Vec<&'a RecipeName> = match selection {
-            RecipeSelection::All => set.recipes.values().filter(|r| r.recipe.enabled).map(|r| &r.recipe.name).collect(),
-            RecipeSelection::Only(names) => names.iter().filter_map(|n| set.recipes.get_key_value(n.as_str()).map(|(k, _)| k)).collect(),
+            RecipeSelection::All => set
+                .recipes
+                .values()
+                .filter(|r| r.recipe.enabled)
+                .map(|r| &r.recipe.name)
+                .collect(),
+            RecipeSelection::Only(names) => names
+                .iter()
+                .filter_map(|n| set.recipes.get_key_value(n.as_str()).map(|(k, _)| k))
+                .collect(),
         };
         for name in &roots {
             let loaded = &set.recipes[name.as_str()];
             if !loaded.recipe.enabled {
-                return Err(Error::Disabled(loaded.file.diagnostic(
+                return Err(Error::Disabled(Box::new(loaded.file.diagnostic(
                     loaded.file.field_span("enabled"),
                     format!("the image selects `{name}`, which is disabled"),
                     "disabled here",
-                    Some(format!("set enabled: true in recipes/{name}.ron or drop it from the image")),
-                )));
+                    Some(format!(
+                        "set enabled: true in recipes/{name}.ron or drop it from the image"
+                    )),
+                ))));
             }
         }
         let mut order = Vec::new();
@@ -78,15 +88,19 @@ fn visit<'a>(
         Some(Mark::Done) => return Ok(()),
         Some(Mark::InProgress) => {
             let start = path.iter().position(|n| *n == name).unwrap_or(0);
-            let cycle: Vec<String> = path[start..].iter().chain([&name]).map(|n| n.to_string()).collect();
+            let cycle: Vec<String> = path[start..]
+                .iter()
+                .chain([&name])
+                .map(|n| n.to_string())
+                .collect();
             // Report at the dependency edge that closes the circle.
             let closing = &set.recipes[path[path.len() - 1].as_str()];
-            return Err(Error::Cycle(closing.file.diagnostic(
+            return Err(Error::Cycle(Box::new(closing.file.diagnostic(
                 closing.file.item_span("depends", name.as_str()),
                 format!("dependency cycle: {}", cycle.join(" -> ")),
                 "closes the cycle",
                 Some("a recipe cannot need itself, even through others; remove one of these depends".into()),
-            )));
+            ))));
         }
         None => {}
     }
@@ -129,8 +143,12 @@ mod tests {
         let graph = Graph::resolve(&set, &RecipeSelection::All).unwrap();
         let names: Vec<&str> = graph.names().map(|n| n.as_str()).collect();
         assert_eq!(names, ["a", "b", "c", "z"]);
-        let only = Graph::resolve(&set, &RecipeSelection::Only(vec!["b".parse().unwrap()])).unwrap();
-        assert_eq!(only.names().map(|n| n.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let only =
+            Graph::resolve(&set, &RecipeSelection::Only(vec!["b".parse().unwrap()])).unwrap();
+        assert_eq!(
+            only.names().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -142,7 +160,10 @@ mod tests {
         let set = recipe::load_recipes(dir.path()).unwrap();
         let err = Graph::resolve(&set, &RecipeSelection::All).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("dependency cycle: a -> b -> c -> a"), "{text}");
+        assert!(
+            text.contains("dependency cycle: a -> b -> c -> a"),
+            "{text}"
+        );
         assert!(text.contains("c.ron:2:"), "{text}");
     }
 }

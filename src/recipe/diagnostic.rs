@@ -19,7 +19,10 @@ pub struct SourceFile {
 impl SourceFile {
     /// Wraps text read from `path`.
     pub fn new(path: &Path, text: String) -> Self {
-        Self { name: path.display().to_string(), text: Arc::from(text) }
+        Self {
+            name: path.display().to_string(),
+            text: Arc::from(text),
+        }
     }
 
     /// Byte offset of a 1-based line and column (columns count characters).
@@ -27,7 +30,11 @@ impl SourceFile {
         let mut offset = 0;
         for (index, text_line) in self.text.split_inclusive('\n').enumerate() {
             if index + 1 == line {
-                let within: usize = text_line.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+                let within: usize = text_line
+                    .chars()
+                    .take(col.saturating_sub(1))
+                    .map(char::len_utf8)
+                    .sum();
                 return offset + within;
             }
             offset += text_line.len();
@@ -50,7 +57,9 @@ impl SourceFile {
 
     /// The span of the quoted string `"needle"` inside `field`'s value, else the field's.
     pub fn item_span(&self, field: &str, needle: &str) -> Range<usize> {
-        let Some(value) = self.find_field(field) else { return 0..0 };
+        let Some(value) = self.find_field(field) else {
+            return 0..0;
+        };
         let quoted = format!("\"{needle}\"");
         let rest = &self.text[value.start..];
         let end = rest.find(']').map_or(rest.len(), |i| i + 1);
@@ -66,11 +75,15 @@ impl SourceFile {
         while let Some(found) = text[from..].find(field) {
             let start = from + found;
             from = start + field.len();
-            let before_ok = text[..start].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            let before_ok = text[..start]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
             let after = text[from..].trim_start_matches([' ', '\t']);
             if before_ok && after.starts_with(':') {
                 let colon = text.len() - after.len();
-                let value_start = colon + 1 + (text[colon + 1..].len() - text[colon + 1..].trim_start().len());
+                let value_start =
+                    colon + 1 + (text[colon + 1..].len() - text[colon + 1..].trim_start().len());
                 return Some(value_start..value_start + value_len(&text[value_start..]));
             }
         }
@@ -154,32 +167,34 @@ impl RecipeDiagnostic {
 
 /// Every problem found in a set of files, reported together.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("{}", summary(.0))]
+#[error("{} problems in recipes (each shown below)", .0.len())]
 pub struct Diagnostics(#[related] pub Vec<RecipeDiagnostic>);
 
-fn summary(list: &[RecipeDiagnostic]) -> String {
-    match list {
-        [one] => one.to_string(),
-        many => format!("{} problems in recipes (each shown below)", many.len()),
-    }
-}
-
 /// Turns a ron parse error into a diagnostic with its position and a hint.
-pub(crate) fn from_ron(file: &SourceFile, error: &ron::error::SpannedError, expected: &str) -> RecipeDiagnostic {
+pub(crate) fn from_ron(
+    file: &SourceFile,
+    error: &ron::error::SpannedError,
+    expected: &str,
+) -> RecipeDiagnostic {
     use ron::Error as E;
     let start = file.offset(error.span.start.line, error.span.start.col);
-    let end = file.offset(error.span.end.line, error.span.end.col).max(start);
+    let end = file
+        .offset(error.span.end.line, error.span.end.col)
+        .max(start);
     let help = match &error.code {
-        E::NoSuchStructField { expected: fields, .. } => {
-            Some(format!("the fields here are: {}", fields.join(", ")))
-        }
+        E::NoSuchStructField { .. } => Some(format!(
+            "check the spelling or remove the field; {expected} are described in flake-free-docs/recipes.md"
+        )),
         E::MissingStructField { field, .. } => Some(format!("add `{field}: …`")),
-        E::NoSuchEnumVariant { expected: variants, .. } => {
-            Some(format!("expected one of: {}", variants.join(", ")))
-        }
-        _ => Some(format!("see {expected} in flake-free-docs/recipes.md")),
+        _ => Some(format!(
+            "{expected} are described in flake-free-docs/recipes.md"
+        )),
     };
-    let end = if end == start { (start + 1).min(file.text.len()) } else { end };
+    let end = if end == start {
+        (start + 1).min(file.text.len())
+    } else {
+        end
+    };
     file.diagnostic(start..end, error.code.to_string(), "here", help)
 }
 

@@ -9,7 +9,11 @@ pub use super::diagnostic::{Diagnostics, RecipeDiagnostic};
 /// What can go wrong reading recipes and image definitions.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
-    /// One or more recipe or image files break the rules; each problem has its place.
+    /// A recipe or image file breaks a rule.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    One(Box<RecipeDiagnostic>),
+    /// Several problems, each with its place.
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(Diagnostics),
@@ -18,7 +22,9 @@ pub enum Error {
     Read(#[from] FsError),
     /// The project has no `recipes/` directory.
     #[error("no recipes directory at `{path}`")]
-    #[diagnostic(help("run azb inside a project (a directory holding recipes/ and stacks/), or pass --project DIR"))]
+    #[diagnostic(help(
+        "run azb inside a project (a directory holding recipes/ and stacks/), or pass --project DIR"
+    ))]
     NoRecipes {
         /// Where it was expected.
         path: PathBuf,
@@ -26,7 +32,11 @@ pub enum Error {
 }
 
 impl From<Vec<RecipeDiagnostic>> for Error {
-    fn from(list: Vec<RecipeDiagnostic>) -> Self {
-        Error::Invalid(Diagnostics(list))
+    fn from(mut list: Vec<RecipeDiagnostic>) -> Self {
+        if list.len() == 1 {
+            Error::One(Box::new(list.remove(0)))
+        } else {
+            Error::Invalid(Diagnostics(list))
+        }
     }
 }

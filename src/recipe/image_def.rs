@@ -9,7 +9,7 @@ use super::{Platform, RecipeName};
 
 /// What one image is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Image")]
 pub struct ImageDef {
     /// Repository name of the image, e.g. `azb/postgres`.
     pub name: String,

@@ -50,8 +50,11 @@ impl Project {
     /// Loads the recipes under `root/recipes` and the image definition at `image_path`.
     pub fn load(root: &Path, image_path: &Path) -> Result<Self, Error> {
         let recipes = load_recipes(&root.join("recipes"))?;
-        let image_file = read_source(image_path)?;
-        let image: ImageDef = parse(&image_file, "the image definition").map_err(|d| Error::from(vec![d]))?;
+        let image_file = read_source(
+            image_path,
+            image_path.strip_prefix(root).unwrap_or(image_path),
+        )?;
+        let image: ImageDef = parse(&image_file, "image definition fields").map_err(Error::One)?;
         let mut problems = Vec::new();
         if let super::RecipeSelection::Only(names) = &image.recipes {
             for name in names.iter().filter(|n| recipes.get(n.as_str()).is_none()) {
@@ -68,13 +71,20 @@ impl Project {
                 image_file.field_span("platforms"),
                 "the image has no platforms",
                 "empty",
-                Some("add \"linux/amd64\" and/or \"linux/arm64\" with a base and a toolchain".into()),
+                Some(
+                    "add \"linux/amd64\" and/or \"linux/arm64\" with a base and a toolchain".into(),
+                ),
             ));
         }
         if !problems.is_empty() {
             return Err(problems.into());
         }
-        Ok(Self { root: root.to_owned(), image, image_file, recipes })
+        Ok(Self {
+            root: root.to_owned(),
+            image,
+            image_file,
+            recipes,
+        })
     }
 
     /// A path from the image definition, resolved against the project root.
@@ -83,19 +93,24 @@ impl Project {
     }
 }
 
-fn read_source(path: &Path) -> Result<SourceFile, FsError> {
+/// Reads `path`, naming it `shown` in diagnostics.
+fn read_source(path: &Path, shown: &Path) -> Result<SourceFile, FsError> {
     let text = err::read_to_string(path).map_err(|e| FsError::new("read", path, e))?;
-    Ok(SourceFile::new(path, text))
+    Ok(SourceFile::new(shown, text))
 }
 
-fn parse<T: DeserializeOwned>(file: &SourceFile, what: &str) -> Result<T, RecipeDiagnostic> {
-    ron::Options::default().from_str(&file.text).map_err(|e| from_ron(file, &e, what))
+fn parse<T: DeserializeOwned>(file: &SourceFile, what: &str) -> Result<T, Box<RecipeDiagnostic>> {
+    ron::Options::default()
+        .from_str(&file.text)
+        .map_err(|e| Box::new(from_ron(file, &e, what)))
 }
 
 /// Loads and checks every `*.ron` in `dir`; all problems come back at once.
 pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
     if !dir.is_dir() {
-        return Err(Error::NoRecipes { path: dir.to_owned() });
+        return Err(Error::NoRecipes {
+            path: dir.to_owned(),
+        });
     }
     let mut problems = Vec::new();
     let mut set = RecipeSet::default();
@@ -104,26 +119,39 @@ pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
         if path.extension().is_none_or(|e| e != "ron") {
             continue;
         }
-        let file = read_source(&path)?;
-        match parse::<Recipe>(&file, "the recipe fields") {
+        // Shown as `recipes/<file>`: the same on every machine.
+        let shown = Path::new("recipes").join(entry.file_name());
+        let file = read_source(&path, &shown)?;
+        match parse::<Recipe>(&file, "recipe fields") {
             Ok(recipe) => {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
                 if recipe.name.as_str() != stem {
                     problems.push(file.diagnostic(
                         file.field_span("name"),
-                        format!("recipe name `{}` differs from its file name `{stem}.ron`", recipe.name),
+                        format!(
+                            "recipe name `{}` differs from its file name `{stem}.ron`",
+                            recipe.name
+                        ),
                         "must equal the file stem",
-                        Some(format!("rename the file to {}.ron or set name: \"{stem}\"", recipe.name)),
+                        Some(format!(
+                            "rename the file to {}.ron or set name: \"{stem}\"",
+                            recipe.name
+                        )),
                     ));
                     continue;
                 }
-                set.recipes.insert(recipe.name.clone(), LoadedRecipe { recipe, file });
+                set.recipes
+                    .insert(recipe.name.clone(), LoadedRecipe { recipe, file });
             }
-            Err(diagnostic) => problems.push(diagnostic),
+            Err(diagnostic) => problems.push(*diagnostic),
         }
     }
     problems.extend(check_rules(&set));
-    if problems.is_empty() { Ok(set) } else { Err(problems.into()) }
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(problems.into())
+    }
 }
 
 /// The rules between recipes: dependencies exist and are enabled, nothing depends on
@@ -139,7 +167,9 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
                     span,
                     format!("`{}` depends on `{dep}`, which has no recipe", recipe.name),
                     "unknown recipe",
-                    Some(format!("add recipes/{dep}.ron or remove `{dep}` from depends")),
+                    Some(format!(
+                        "add recipes/{dep}.ron or remove `{dep}` from depends"
+                    )),
                 )),
                 Some(_) if dep == &recipe.name => problems.push(file.diagnostic(
                     span,
@@ -147,12 +177,17 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
                     "self-dependency",
                     Some("remove it from depends".into()),
                 )),
-                Some(target) if recipe.enabled && !target.recipe.enabled => problems.push(file.diagnostic(
-                    span,
-                    format!("`{}` is enabled but depends on `{dep}`, which is disabled", recipe.name),
-                    "disabled dependency",
-                    Some(format!("enable `{dep}` or disable `{}` too", recipe.name)),
-                )),
+                Some(target) if recipe.enabled && !target.recipe.enabled => {
+                    problems.push(file.diagnostic(
+                        span,
+                        format!(
+                            "`{}` is enabled but depends on `{dep}`, which is disabled",
+                            recipe.name
+                        ),
+                        "disabled dependency",
+                        Some(format!("enable `{dep}` or disable `{}` too", recipe.name)),
+                    ))
+                }
                 Some(_) => {}
             }
         }

@@ -15,5 +15,7 @@ pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
 pub use error::Error;
 pub use image_def::{BaseImage, ImageDef, PlatformDef, RecipeSelection, Toolchain};
 pub use load::{LoadedRecipe, Project, RecipeSet, load_recipes};
-pub use model::{BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source};
+pub use model::{
+    BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source,
+};
 pub use platform::{Platform, UnknownPlatform};

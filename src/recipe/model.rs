@@ -36,7 +36,9 @@ impl fmt::Debug for CommitSha {
 
 /// A commit text that is not 40 lowercase hex digits.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a commit: a pin is 40 lowercase hex digits (a full SHA-1, not a tag or a short hash)")]
+#[error(
+    "`{0}` is not a commit: a pin is 40 lowercase hex digits (a full SHA-1, not a tag or a short hash)"
+)]
 pub struct BadCommit(pub String);
 
 impl FromStr for CommitSha {
@@ -56,7 +58,9 @@ impl Serialize for CommitSha {
 
 impl<'de> Deserialize<'de> for CommitSha {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -92,7 +96,9 @@ impl std::borrow::Borrow<str> for RecipeName {
 
 /// A text that cannot be a recipe name.
 #[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a recipe name: use lowercase letters, digits and `_`, starting with a letter")]
+#[error(
+    "`{0}` is not a recipe name: use lowercase letters, digits and `_`, starting with a letter"
+)]
 pub struct BadName(pub String);
 
 impl FromStr for RecipeName {
@@ -100,7 +106,10 @@ impl FromStr for RecipeName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut chars = s.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-        if first_ok && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && s.len() <= 64 {
+        if first_ok
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && s.len() <= 64
+        {
             Ok(Self(s.to_owned()))
         } else {
             Err(BadName(s.to_owned()))
@@ -110,7 +119,9 @@ impl FromStr for RecipeName {
 
 impl<'de> Deserialize<'de> for RecipeName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -256,7 +267,12 @@ mod tests {
     fn commit_sha_accepts_only_40_lowercase_hex() {
         let good = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(good.parse::<CommitSha>().unwrap().to_string(), good);
-        for bad in [&good[..39], "v0.8.2", &good.to_uppercase(), &format!("{good}0")] {
+        for bad in [
+            &good[..39],
+            "v0.8.2",
+            &good.to_uppercase(),
+            &format!("{good}0"),
+        ] {
             assert!(bad.parse::<CommitSha>().is_err(), "{bad}");
         }
     }

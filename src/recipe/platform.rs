@@ -6,14 +6,27 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A target platform: the OS is always Linux.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Written as text (`"linux/amd64"`), in RON, JSON and as map keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Platform {
     /// linux/amd64 (x86-64).
-    #[serde(rename = "linux/amd64")]
     Amd64,
     /// linux/arm64 (aarch64).
-    #[serde(rename = "linux/arm64")]
     Arm64,
+}
+
+impl Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Platform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl Platform {

@@ -19,7 +19,9 @@ pub struct Layout {
 impl Layout {
     /// The layout of the store at `root`.
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_owned() }
+        Self {
+            root: root.to_owned(),
+        }
     }
 
     /// The store root.
@@ -29,8 +31,18 @@ impl Layout {
 
     /// Directories created when the store is opened.
     pub fn dirs(&self) -> [PathBuf; 9] {
-        ["objects", "realisations", "derivations", "roots", "sources", "logs", "tmp", "locks", "quarantine"]
-            .map(|d| self.root.join(d))
+        [
+            "objects",
+            "realisations",
+            "derivations",
+            "roots",
+            "sources",
+            "logs",
+            "tmp",
+            "locks",
+            "quarantine",
+        ]
+        .map(|d| self.root.join(d))
     }
 
     /// The file recording the layout version.
@@ -56,12 +68,16 @@ impl Layout {
 
     /// `roots/last-build-<arch>.json`: recipe name -> drv of the last build per platform.
     pub fn last_build(&self, platform: Platform) -> PathBuf {
-        self.root.join("roots").join(format!("last-build-{}.json", platform.oci_arch()))
+        self.root
+            .join("roots")
+            .join(format!("last-build-{}.json", platform.oci_arch()))
     }
 
     /// `sources/<blake3(url)>.git`: a bare mirror of one upstream URL.
     pub fn source_mirror(&self, url: &str) -> PathBuf {
-        self.root.join("sources").join(format!("{}.git", ObjectHash::of(url.as_bytes())))
+        self.root
+            .join("sources")
+            .join(format!("{}.git", ObjectHash::of(url.as_bytes())))
     }
 
     /// `logs/<drv>.log`: the full log of a derivation's last build.

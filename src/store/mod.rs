@@ -95,19 +95,29 @@ impl Store {
         err::create_dir_all(root).map_err(|e| FsError::new("create store directory", root, e))?;
         // Absolute and free of symlinks: build paths derived from it must match what
         // tools report about themselves (/proc/self/exe).
-        let root = &err::canonicalize(root).map_err(|e| FsError::new("resolve store directory", root, e))?;
+        let root = &err::canonicalize(root)
+            .map_err(|e| FsError::new("resolve store directory", root, e))?;
         let layout = Layout::new(root);
         for dir in layout.dirs() {
-            err::create_dir_all(&dir).map_err(|e| FsError::new("create store directory", &dir, e))?;
+            err::create_dir_all(&dir)
+                .map_err(|e| FsError::new("create store directory", &dir, e))?;
         }
         let version_file = layout.version_file();
         match err::read_to_string(&version_file) {
             Ok(found) if found.trim() == LAYOUT_VERSION.to_string() => {}
             Ok(found) => {
-                return Err(Error::Version { root: root.to_owned(), found: found.trim().to_owned(), expected: LAYOUT_VERSION });
+                return Err(Error::Version {
+                    root: root.to_owned(),
+                    found: found.trim().to_owned(),
+                    expected: LAYOUT_VERSION,
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_atomic(&layout.tmp(), &version_file, format!("{LAYOUT_VERSION}\n").as_bytes())?;
+                write_atomic(
+                    &layout.tmp(),
+                    &version_file,
+                    format!("{LAYOUT_VERSION}\n").as_bytes(),
+                )?;
             }
             Err(e) => return Err(FsError::new("read", version_file, e).into()),
         }
@@ -132,21 +142,31 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(FsError::new("read", path, e).into()),
         };
-        let record: Realisation = serde_json::from_slice(&bytes).map_err(|source| Error::BadRecord { path, source })?;
-        Ok(self.layout.object(&record.object).is_file().then_some(record))
+        let record: Realisation =
+            serde_json::from_slice(&bytes).map_err(|source| Error::BadRecord { path, source })?;
+        Ok(self
+            .layout
+            .object(&record.object)
+            .is_file()
+            .then_some(record))
     }
 
     /// Looks a derivation up and, when present, reads and verifies its artifact.
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn lookup(&self, drv: &DrvHash) -> Result<Lookup, Error> {
-        let Some(record) = self.realisation(drv)? else { return Ok(Lookup::Miss) };
+        let Some(record) = self.realisation(drv)? else {
+            return Ok(Lookup::Miss);
+        };
         let path = self.layout.object(&record.object);
         let file = err::File::open(&path).map_err(|e| FsError::new("open", &path, e))?;
         let mut tar = Vec::with_capacity(record.tar_size as usize);
         let decoded = zstd::Decoder::new(file).and_then(|mut d| d.read_to_end(&mut tar));
         if decoded.is_err() || ObjectHash::of(&tar) != record.object {
             let quarantine = self.quarantine(&record.object, drv)?;
-            return Ok(Lookup::Corrupt { object: record.object, quarantine });
+            return Ok(Lookup::Corrupt {
+                object: record.object,
+                quarantine,
+            });
         }
         Ok(Lookup::Hit(record, tar))
     }
@@ -165,24 +185,42 @@ impl Store {
     /// Packs `dir` into an object (sharing it when identical content exists), then writes
     /// the realisation of `drv`. The object is in place before the record names it.
     #[tracing::instrument(level = "debug", skip(self, dir, record), fields(name = %drv.name))]
-    pub fn add_artifact(&self, drv: &Derivation, dir: &Path, record: BuildRecord) -> Result<Realisation, Error> {
+    pub fn add_artifact(
+        &self,
+        drv: &Derivation,
+        dir: &Path,
+        record: BuildRecord,
+    ) -> Result<Realisation, Error> {
         let hash = drv.hash();
         let tmp = tempfile::NamedTempFile::new_in(self.layout.tmp())
             .map_err(|e| FsError::new("create a temp file in", self.layout.tmp(), e))?;
-        let encoder = zstd::Encoder::new(tmp.as_file(), ZSTD_LEVEL).map_err(|e| FsError::new("compress into", tmp.path(), e))?;
+        let encoder = zstd::Encoder::new(tmp.as_file(), ZSTD_LEVEL)
+            .map_err(|e| FsError::new("compress into", tmp.path(), e))?;
         let mut hashing = HashingWriter::new(encoder);
         pack::pack_dir(dir, &mut hashing).map_err(|e| match e {
-            Error::Fs(fs) => Error::Pack { dir: dir.to_owned(), drv: hash, source: fs.source },
+            Error::Fs(fs) => Error::Pack {
+                dir: dir.to_owned(),
+                drv: hash,
+                source: fs.source,
+            },
             other => other,
         })?;
         let (encoder, digests) = hashing.finish();
-        encoder.finish().and_then(|f| f.sync_all()).map_err(|e| FsError::new("finish object", tmp.path(), e))?;
-        let compressed_size = tmp.as_file().metadata().map_err(|e| FsError::new("stat", tmp.path(), e))?.len();
+        encoder
+            .finish()
+            .and_then(|f| f.sync_all())
+            .map_err(|e| FsError::new("finish object", tmp.path(), e))?;
+        let compressed_size = tmp
+            .as_file()
+            .metadata()
+            .map_err(|e| FsError::new("stat", tmp.path(), e))?
+            .len();
         let object_path = self.layout.object(&digests.object);
         if !object_path.is_file() {
             let parent = object_path.parent().expect("object paths have a parent");
             err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
-            tmp.persist(&object_path).map_err(|e| FsError::new("move object into", &object_path, e.error))?;
+            tmp.persist(&object_path)
+                .map_err(|e| FsError::new("move object into", &object_path, e.error))?;
         }
         let realisation = Realisation {
             drv: hash,
@@ -209,25 +247,38 @@ impl Store {
 
     /// The derivations of the last build on `platform`, by recipe.
     pub fn last_build(&self, platform: Platform) -> Result<BTreeMap<RecipeName, DrvHash>, Error> {
-        Ok(self.read_json(&self.layout.last_build(platform))?.unwrap_or_default())
+        Ok(self
+            .read_json(&self.layout.last_build(platform))?
+            .unwrap_or_default())
     }
 
     /// Records the derivations of a finished build on `platform`.
-    pub fn set_last_build(&self, platform: Platform, drvs: &BTreeMap<RecipeName, DrvHash>) -> Result<(), Error> {
+    pub fn set_last_build(
+        &self,
+        platform: Platform,
+        drvs: &BTreeMap<RecipeName, DrvHash>,
+    ) -> Result<(), Error> {
         self.write_json(&self.layout.last_build(platform), drvs)
     }
 
     fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), Error> {
         let mut bytes = serde_json::to_vec_pretty(value).expect("store records serialise");
-        bytes.write_all(b"\n").expect("writing to a Vec cannot fail");
+        bytes
+            .write_all(b"\n")
+            .expect("writing to a Vec cannot fail");
         Ok(write_atomic(&self.layout.tmp(), path, &bytes)?)
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, Error> {
         match err::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| Error::BadRecord { path: path.to_owned(), source }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| Error::BadRecord {
+                        path: path.to_owned(),
+                        source,
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(FsError::new("read", path, e).into()),
         }

@@ -13,11 +13,18 @@ pub(super) fn pack_dir(dir: &Path, out: impl Write) -> Result<(), Error> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Deterministic);
     add_children(&mut builder, dir, "")?;
-    builder.into_inner().and_then(|mut w| w.flush()).map_err(|e| FsError::new("finish tar of", dir, e))?;
+    builder
+        .into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| FsError::new("finish tar of", dir, e))?;
     Ok(())
 }
 
-fn add_children<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, prefix: &str) -> Result<(), Error> {
+fn add_children<W: Write>(
+    builder: &mut tar::Builder<W>,
+    dir: &Path,
+    prefix: &str,
+) -> Result<(), Error> {
     for entry in sorted_entries(dir)? {
         let path = entry.path();
         let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
@@ -26,9 +33,12 @@ fn add_children<W: Write>(builder: &mut tar::Builder<W>, dir: &Path, prefix: &st
         header.set_mtime(0);
         header.set_uid(0);
         header.set_gid(0);
-        let append = |builder: &mut tar::Builder<W>, header: &mut tar::Header, data: &mut dyn io::Read| {
-            builder.append_data(header, &name, data).map_err(|e| FsError::new("add to tar", &path, e))
-        };
+        let append =
+            |builder: &mut tar::Builder<W>, header: &mut tar::Header, data: &mut dyn io::Read| {
+                builder
+                    .append_data(header, &name, data)
+                    .map_err(|e| FsError::new("add to tar", &path, e))
+            };
         if meta.file_type().is_symlink() {
             let target = err::read_link(&path).map_err(|e| FsError::new("read link", &path, e))?;
             header.set_entry_type(tar::EntryType::Symlink);

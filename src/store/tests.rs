@@ -1,3 +1,5 @@
+//! Tests of the store: round trips, sharing, quarantine, layout versions.
+
 use super::*;
 use crate::drv::PROTOCOL;
 
@@ -25,7 +27,11 @@ fn artifact(dir: &Path) {
 }
 
 fn record() -> BuildRecord {
-    BuildRecord { builder: "test".into(), source_time: 1, duration_ms: 5 }
+    BuildRecord {
+        builder: "test".into(),
+        source_time: 1,
+        duration_ms: 5,
+    }
 }
 
 #[test]
@@ -36,7 +42,9 @@ fn add_then_lookup_returns_the_same_tar() {
     artifact(out.path());
     let d = drv("x");
     let real = store.add_artifact(&d, out.path(), record()).unwrap();
-    let Lookup::Hit(found, tar) = store.lookup(&d.hash()).unwrap() else { panic!("expected a hit") };
+    let Lookup::Hit(found, tar) = store.lookup(&d.hash()).unwrap() else {
+        panic!("expected a hit")
+    };
     assert_eq!(found, real);
     assert_eq!(ObjectHash::of(&tar), real.object);
     let names: Vec<String> = tar::Archive::new(&tar[..])
@@ -44,7 +52,16 @@ fn add_then_lookup_returns_the_same_tar() {
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
-    assert_eq!(names, ["lib", "lib/x.so", "share", "share/extension", "share/extension/x.control"]);
+    assert_eq!(
+        names,
+        [
+            "lib",
+            "lib/x.so",
+            "share",
+            "share/extension",
+            "share/extension/x.control"
+        ]
+    );
     assert_eq!(store.derivation(&d.hash()).unwrap().unwrap(), d);
 }
 
@@ -54,12 +71,19 @@ fn identical_artifacts_share_one_object_across_stores_and_paths() {
     let (out_a, out_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     artifact(out_a.path());
     artifact(out_b.path());
-    let ra = Store::open(a.path()).unwrap().add_artifact(&drv("x"), out_a.path(), record()).unwrap();
+    let ra = Store::open(a.path())
+        .unwrap()
+        .add_artifact(&drv("x"), out_a.path(), record())
+        .unwrap();
     let store_b = Store::open(b.path()).unwrap();
-    let rb = store_b.add_artifact(&drv("y"), out_b.path(), record()).unwrap();
+    let rb = store_b
+        .add_artifact(&drv("y"), out_b.path(), record())
+        .unwrap();
     assert_eq!(ra.object, rb.object);
     assert_eq!(ra.compressed_size, rb.compressed_size);
-    let rc = store_b.add_artifact(&drv("z"), out_b.path(), record()).unwrap();
+    let rc = store_b
+        .add_artifact(&drv("z"), out_b.path(), record())
+        .unwrap();
     assert_eq!(rc.object, rb.object);
 }
 
@@ -77,7 +101,10 @@ fn corrupted_object_is_quarantined_and_reported() {
     bytes[last] ^= 0xff;
     err::write(&object, &bytes).unwrap();
     match store.lookup(&d.hash()).unwrap() {
-        Lookup::Corrupt { object: bad, quarantine } => {
+        Lookup::Corrupt {
+            object: bad,
+            quarantine,
+        } => {
             assert_eq!(bad, real.object);
             assert!(quarantine.is_file());
         }

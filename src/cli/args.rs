@@ -1,0 +1,88 @@
+//! The command line, as clap structs. Nothing here does anything.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// azb: build a production PostgreSQL 18 image from pinned recipes, through a
+/// content-addressed store.
+#[derive(Debug, Parser)]
+#[command(name = "azb", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Project directory (holding recipes/ and stacks/); default: the nearest one above the
+    /// current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Image definition; default: stacks/image.ron in the project.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Store directory; default: $AZB_CACHE_DIR, else cache/ in the project.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// More output on stderr (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build what is missing from the store and assemble the image.
+    Build(BuildArgs),
+    /// Show each derivation: hash, cached or to build, and what changed since the last build.
+    Plan(PlanArgs),
+}
+
+/// Platforms to work on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlatformArg {
+    /// linux/amd64.
+    Amd64,
+    /// linux/arm64.
+    Arm64,
+    /// Every platform of the image definition.
+    All,
+}
+
+/// `azb build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Platform to build for.
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: PlatformArg,
+    /// Where to write the image: oci:DIR (OCI layout, multi-arch) or docker-archive:FILE
+    /// (one platform, for `docker load`). Without it, only the store is filled.
+    #[arg(long, value_name = "oci:DIR|docker-archive:FILE")]
+    pub output: Option<String>,
+    /// Builds to run at once; default: the number of CPUs.
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// After a failure, go on with everything that does not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+/// `azb plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Platform to plan for.
+    #[arg(long, value_enum, default_value = "all")]
+    pub platform: PlatformArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

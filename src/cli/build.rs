@@ -1,0 +1,187 @@
+//! `azb build`: realise the plan (store hits, fetch, parallel builds), record the build as
+//! the last one, and assemble the image when an output is given.
+
+use super::args::BuildArgs;
+use super::progress::Progress;
+use super::settings::{self, GlobalSettings};
+use super::{Failure, FailureKind};
+use crate::build::{self, Outcome, Scheduler};
+use crate::drv::Plan;
+use crate::fetch::Fetcher;
+use crate::graph::Graph;
+use crate::image::{self, ArtifactLayer, ImageRequest, Output, PlatformImage};
+use crate::recipe::{BaseImage, Platform, Project};
+use crate::runtime::{self, VersionInfo};
+use crate::store::Store;
+
+/// Runs `azb build`.
+pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
+    let output: Option<Output> = args
+        .output
+        .as_deref()
+        .map(|text| text.parse().map_err(Failure::input))
+        .transpose()?;
+    let project = settings::load_project(global)?;
+    let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
+    let platforms = settings::platforms(args.platform, &project)?;
+    if matches!(output, Some(Output::DockerArchive(_))) && platforms.len() != 1 {
+        return Err(Failure::input(miette::miette!(
+            help = "pass --platform amd64 or --platform arm64, or use --output oci:DIR for all platforms",
+            "a docker-archive holds one platform, but {} are selected",
+            platforms.len()
+        )));
+    }
+    let toolchains = settings::toolchains(&project, &platforms)?;
+    let builders = toolchains
+        .iter()
+        .map(|(p, (_, id))| (*p, id.clone()))
+        .collect();
+    let plan = Plan::new(&graph, &project.image, &platforms, &builders);
+    let store = global.store()?;
+    let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
+    let progress = Progress::new(global.quiet);
+    let scheduler = Scheduler {
+        store: &store,
+        fetcher: &fetcher,
+        toolchains,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        keep_going: args.keep_going,
+        network: crate::env::flag(crate::env::BUILD_NETWORK),
+        reporter: &progress,
+    };
+    let outcome = scheduler.realise(&plan).map_err(classify)?;
+    drop(progress);
+    record_last_build(&store, &plan, &outcome, &platforms)?;
+    if let Some((_, first)) = outcome.failures.first() {
+        for (_, error) in &outcome.failures {
+            eprintln!("error: {}", chain(error));
+        }
+        eprintln!(
+            "error: {} of {} derivation(s) failed",
+            outcome.failures.len(),
+            outcome.failures.len() + outcome.built.len()
+        );
+        return Err(Failure {
+            kind: classify_kind(first),
+            report: None,
+        });
+    }
+    if !global.quiet {
+        eprintln!(
+            "azb: {} built, {} from the store",
+            outcome.built.len(),
+            outcome.artifacts.len() - outcome.built.len()
+        );
+    }
+    if let Some(output) = output {
+        let request = image_request(&project, &plan, &outcome, &platforms);
+        let summary = image::assemble(&request, &output).map_err(Failure::environment)?;
+        match summary.index_digest {
+            Some(digest) => println!("{digest}"),
+            None => {
+                for (_, digest) in &summary.manifests {
+                    println!("{digest}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remembers, per platform, the derivations of this build for `plan`'s "what changed".
+fn record_last_build(
+    store: &Store,
+    plan: &Plan<'_>,
+    outcome: &Outcome,
+    platforms: &[Platform],
+) -> Result<(), Failure> {
+    for &platform in platforms {
+        let mut last = store.last_build(platform).map_err(Failure::environment)?;
+        for planned in plan.for_platform(platform) {
+            if outcome.artifacts.contains_key(&planned.hash) {
+                last.insert(planned.drv.name.clone(), planned.hash);
+            }
+        }
+        store
+            .set_last_build(platform, &last)
+            .map_err(Failure::environment)?;
+    }
+    Ok(())
+}
+
+fn image_request(
+    project: &Project,
+    plan: &Plan<'_>,
+    outcome: &Outcome,
+    platforms: &[Platform],
+) -> ImageRequest {
+    let mut images = Vec::new();
+    let mut created_all = 0;
+    for &platform in platforms {
+        let parts: Vec<_> = plan
+            .for_platform(platform)
+            .map(|p| (&p.recipe.recipe, &outcome.artifacts[&p.hash].0))
+            .collect();
+        let created = runtime::created(&parts);
+        created_all = created_all.max(created);
+        let info = VersionInfo::new(&project.image, platform, created, &parts);
+        let BaseImage::OciLayout { path, reference } = &project.image.platforms[&platform].base;
+        images.push(PlatformImage {
+            platform,
+            base: project.path(path),
+            base_ref: reference.clone(),
+            pg_major: project.image.pg_major,
+            artifacts: plan
+                .for_platform(platform)
+                .map(|p| ArtifactLayer {
+                    name: p.drv.name.to_string(),
+                    tar: outcome.artifacts[&p.hash].1.clone(),
+                })
+                .collect(),
+            runtime_files: info.files(),
+            created,
+            labels: runtime::labels(&project.image, created),
+        });
+    }
+    ImageRequest {
+        name: project.image.name.clone(),
+        tags: runtime::tags(&project.image, created_all),
+        platforms: images,
+    }
+}
+
+fn classify_kind(error: &build::Error) -> FailureKind {
+    match error {
+        build::Error::Fetch {
+            source: crate::fetch::Error::CommitMissing { .. },
+            ..
+        } => FailureKind::Input,
+        build::Error::Command { .. }
+        | build::Error::OutsidePrefix { .. }
+        | build::Error::WrongMachine { .. }
+        | build::Error::BuildPathLeak { .. }
+        | build::Error::Empty { .. }
+        | build::Error::DependencyFailed { .. } => FailureKind::Build,
+        _ => FailureKind::Environment,
+    }
+}
+
+fn classify(error: build::Error) -> Failure {
+    let kind = classify_kind(&error);
+    let mut failure = Failure::environment(error);
+    failure.kind = kind;
+    failure
+}
+
+/// An error and its causes, one per line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,108 @@
+//! `azb plan`: each derivation with its hash, whether the store has it, and what changed
+//! since the last build. Reads only: no network, no build, no store writes.
+
+use serde::Serialize;
+
+use super::Failure;
+use super::args::PlanArgs;
+use super::settings::{self, GlobalSettings};
+use crate::drv::{DrvHash, Plan, Planned};
+use crate::graph::Graph;
+use crate::store::Store;
+
+/// One row of the plan.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    platform: String,
+    hash: String,
+    /// `cached` or `build`.
+    status: &'static str,
+    /// The derivation of the last build of this recipe on this platform, if any.
+    previous: Option<String>,
+    /// Inputs that differ from the previous derivation (`new` when there was none).
+    changed: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    derivations: Vec<Row>,
+}
+
+/// Runs `azb plan`.
+pub fn run(global: &GlobalSettings, args: &PlanArgs) -> Result<(), Failure> {
+    let project = settings::load_project(global)?;
+    let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
+    let platforms = settings::platforms(args.platform, &project)?;
+    let toolchains = settings::toolchains(&project, &platforms)?;
+    let builders = toolchains
+        .iter()
+        .map(|(p, (_, id))| (*p, id.clone()))
+        .collect();
+    let plan = Plan::new(&graph, &project.image, &platforms, &builders);
+    let store = global.store()?;
+    let mut rows = Vec::new();
+    for platform in &platforms {
+        let last = store.last_build(*platform).map_err(Failure::environment)?;
+        for planned in plan.for_platform(*platform) {
+            rows.push(row(
+                &store,
+                planned,
+                last.get(planned.drv.name.as_str()).copied(),
+            )?);
+        }
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&Output { derivations: rows })
+            .expect("plan rows serialise");
+        println!("{text}");
+    } else {
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+fn row(store: &Store, planned: &Planned<'_>, previous: Option<DrvHash>) -> Result<Row, Failure> {
+    let cached = store
+        .realisation(&planned.hash)
+        .map_err(Failure::environment)?
+        .is_some();
+    let changed = match previous {
+        None => vec!["new".to_owned()],
+        Some(old) if old == planned.hash => Vec::new(),
+        Some(old) => match store.derivation(&old).map_err(Failure::environment)? {
+            Some(old_drv) => planned.drv.changed_inputs(&old_drv),
+            None => vec!["unknown (no record of the previous derivation)".to_owned()],
+        },
+    };
+    Ok(Row {
+        name: planned.drv.name.to_string(),
+        platform: planned.drv.platform.to_string(),
+        hash: planned.hash.to_string(),
+        status: if cached { "cached" } else { "build" },
+        previous: previous.map(|h| h.to_string()),
+        changed,
+    })
+}
+
+fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<7} {:<12} {:<width$} {:<12} CHANGED",
+        "STATUS", "PLATFORM", "NAME", "HASH"
+    );
+    for r in rows {
+        let changed = if r.changed.is_empty() {
+            "-".to_owned()
+        } else {
+            r.changed.join(", ")
+        };
+        println!(
+            "{:<7} {:<12} {:<width$} {:<12} {changed}",
+            r.status,
+            r.platform,
+            r.name,
+            &r.hash[..12]
+        );
+    }
+}

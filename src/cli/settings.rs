@@ -1,0 +1,121 @@
+//! Turning arguments and environment into plain settings, and loading what every command
+//! needs: the project, its graph, the toolchains' identities and the plan.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::Failure;
+use super::args::{GlobalArgs, PlatformArg};
+use crate::build::HostToolchain;
+use crate::fetch::SourceMirrors;
+use crate::recipe::{Platform, Project};
+use crate::store::Store;
+
+/// Settings every command shares, resolved.
+#[derive(Debug)]
+pub struct GlobalSettings {
+    /// Project root.
+    pub project: PathBuf,
+    /// Image definition file.
+    pub image: PathBuf,
+    /// Store directory.
+    pub cache_dir: PathBuf,
+    /// No progress output.
+    pub quiet: bool,
+}
+
+impl GlobalSettings {
+    /// Resolves the global arguments against the environment.
+    pub fn resolve(args: &GlobalArgs) -> Result<Self, Failure> {
+        let project = match &args.project {
+            Some(dir) => dir.clone(),
+            None => find_project().ok_or_else(|| {
+                Failure::input(miette::miette!(
+                    help = "run azb inside a project or pass --project DIR",
+                    "no azb project (a directory holding recipes/ and stacks/) here or above"
+                ))
+            })?,
+        };
+        let image = args
+            .image
+            .clone()
+            .unwrap_or_else(|| project.join("stacks/image.ron"));
+        let cache_dir = args
+            .cache_dir
+            .clone()
+            .or_else(|| crate::env::path(crate::env::CACHE_DIR))
+            .unwrap_or_else(|| project.join("cache"));
+        Ok(Self {
+            project,
+            image,
+            cache_dir,
+            quiet: args.quiet,
+        })
+    }
+
+    /// Opens the store.
+    pub fn store(&self) -> Result<Store, Failure> {
+        Store::open(&self.cache_dir).map_err(Failure::environment)
+    }
+
+    /// Source overrides from `AZB_SOURCE_MIRRORS`.
+    pub fn mirrors(&self) -> Result<SourceMirrors, Failure> {
+        let text = crate::env::string(crate::env::SOURCE_MIRRORS).unwrap_or_default();
+        SourceMirrors::parse(&text).map_err(|e| {
+            Failure::input(
+                miette::Report::new(e).wrap_err(format!("in {}", crate::env::SOURCE_MIRRORS)),
+            )
+        })
+    }
+}
+
+fn find_project() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .find(|d| d.join("recipes").is_dir() && d.join("stacks").is_dir())
+        .map(Path::to_owned)
+}
+
+/// The platforms a `--platform` argument selects from the image definition.
+pub fn platforms(arg: PlatformArg, project: &Project) -> Result<Vec<Platform>, Failure> {
+    let defined: Vec<Platform> = project.image.platforms.keys().copied().collect();
+    let wanted = match arg {
+        PlatformArg::All => return Ok(defined),
+        PlatformArg::Amd64 => Platform::Amd64,
+        PlatformArg::Arm64 => Platform::Arm64,
+    };
+    if defined.contains(&wanted) {
+        Ok(vec![wanted])
+    } else {
+        Err(Failure::input(miette::miette!(
+            help = format!(
+                "add \"{wanted}\" to platforms in {}",
+                project.image_file.name
+            ),
+            "the image definition has no platform {wanted}"
+        )))
+    }
+}
+
+/// Each platform's host toolchain and its identity.
+pub fn toolchains(
+    project: &Project,
+    platforms: &[Platform],
+) -> Result<BTreeMap<Platform, (HostToolchain, String)>, Failure> {
+    let mut out = BTreeMap::new();
+    for &platform in platforms {
+        let def = &project.image.platforms[&platform];
+        let toolchain = HostToolchain::from_def(platform, &def.toolchain, &project.root);
+        let identity = toolchain.identity().map_err(Failure::environment)?;
+        out.insert(platform, (toolchain, identity));
+    }
+    Ok(out)
+}
+
+/// Loads the project named by the settings.
+pub fn load_project(settings: &GlobalSettings) -> Result<Project, Failure> {
+    Project::load(&settings.project, &settings.image).map_err(|e| match e {
+        crate::recipe::Error::Read(_) => Failure::environment(e),
+        other => Failure::input(other),
+    })
+}

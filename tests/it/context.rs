@@ -1,0 +1,273 @@
+//! The test context: a temporary project (recipes, image definition), local git
+//! repositories standing in for upstreams, a private store, and an `azb` command builder.
+//! Slow shared setup (PostgreSQL 18 toolchains, base images) comes from
+//! `scripts/test-fixtures.sh` once per machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use git2::{Repository, Signature};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Shared fixtures: toolchains (and base images, found by path), prepared once (the script locks and skips
+/// what exists, so parallel test binaries are safe).
+pub struct Shared {
+    pub toolchains: PathBuf,
+}
+
+pub fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let root = repo_root();
+        let status = Command::new("bash")
+            .arg(root.join("scripts/test-fixtures.sh"))
+            .status()
+            .expect("run scripts/test-fixtures.sh");
+        assert!(
+            status.success(),
+            "scripts/test-fixtures.sh failed; run scripts/setup-host.sh first"
+        );
+        Shared {
+            toolchains: shared_path("AZB_TOOLCHAINS_DIR", "cache/toolchains"),
+        }
+    })
+}
+
+/// The URL prefix fixture recipes use; AZB_SOURCE_MIRRORS maps it to local repositories.
+pub const UPSTREAM: &str = "https://fixtures.invalid/";
+
+/// Fixed commit times: the first commit of a fixture and each later one a day after.
+const EPOCH: i64 = 1_750_000_000;
+
+/// One test's world.
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one recipe of a test says.
+pub struct RecipeSpec<'a> {
+    pub name: &'a str,
+    pub commit: String,
+    pub depends: &'a [&'a str],
+    pub enabled: bool,
+}
+
+impl TestContext {
+    /// An empty project with the fixture repositories and an image definition for both
+    /// platforms.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("azb-it-")
+            .tempdir()
+            .expect("temp dir");
+        let ctx = Self { dir };
+        fs_err::create_dir_all(ctx.root().join("recipes")).unwrap();
+        fs_err::create_dir_all(ctx.root().join("stacks")).unwrap();
+        fs_err::create_dir_all(ctx.upstreams()).unwrap();
+        ctx.write_image(&["linux/amd64", "linux/arm64"]);
+        ctx
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.root().join("store")
+    }
+
+    fn upstreams(&self) -> PathBuf {
+        self.root().join("upstreams")
+    }
+
+    /// Writes stacks/image.ron for `platforms`, pointing at the shared toolchains and bases.
+    pub fn write_image(&self, platforms: &[&str]) {
+        let mut entries = String::new();
+        for platform in platforms {
+            let arch = platform.trim_start_matches("linux/");
+            let (cc, strip) = match arch {
+                "amd64" => ("gcc", "strip"),
+                _ => ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-strip"),
+            };
+            let toolchain =
+                shared_path("AZB_TOOLCHAINS_DIR", "cache/toolchains").join(format!("pg18-{arch}"));
+            let base =
+                shared_path("AZB_BASE_IMAGES_DIR", "cache/base").join(format!("pg18-{arch}"));
+            entries.push_str(&format!(
+                "        \"{platform}\": (\n            base: OciLayout(path: \"{}\", reference: Some(\"pg18\")),\n            toolchain: Host(prefix: \"{}\", cc: \"{cc}\", strip: \"{strip}\"),\n        ),\n",
+                base.display(),
+                toolchain.display()
+            ));
+        }
+        let text = format!(
+            "Image(\n    name: \"azb/test\",\n    flavor: \"test\",\n    pg_major: 18,\n    pg_version: \"18.6\",\n    platforms: {{\n{entries}    }},\n)\n"
+        );
+        fs_err::write(self.root().join("stacks/image.ron"), text).unwrap();
+    }
+
+    /// Makes (or adds a commit to) the local repository of fixture `name`, from
+    /// tests/fixtures/extensions/<name>, with `extra` files on top. Returns the commit.
+    pub fn commit_fixture(&self, name: &str, extra: &[(&str, &str)]) -> String {
+        let path = self.upstreams().join(name);
+        let repo = Repository::open(&path)
+            .or_else(|_| Repository::init(&path))
+            .unwrap();
+        copy_dir(
+            &repo_root().join("tests/fixtures/extensions").join(name),
+            &path,
+        );
+        for (file, content) in extra {
+            fs_err::write(path.join(file), content).unwrap();
+        }
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let time = EPOCH + 86_400 * parent.as_ref().map_or(0, |_| count_commits(&repo));
+        let sig = Signature::new(
+            "fixture",
+            "fixture@example.invalid",
+            &git2::Time::new(time, 0),
+        )
+        .unwrap();
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            &format!("{name} at {time}"),
+            &tree,
+            &parents,
+        )
+        .unwrap()
+        .to_string()
+    }
+
+    /// Writes recipes/<name>.ron for a fixture.
+    pub fn write_recipe(&self, spec: RecipeSpec<'_>) {
+        let deps: Vec<String> = spec.depends.iter().map(|d| format!("\"{d}\"")).collect();
+        let text = format!(
+            r#"// Test recipe for the {name} fixture.
+Recipe(
+    name: "{name}",
+    version: "1.0",
+    kind: Extension,
+    category: "test",
+    description: "fixture",
+    source: Git(
+        url: "{UPSTREAM}{name}",
+        commit: "{commit}",
+        tag: Some("v1.0"),
+    ),
+    build: Pgxs(flags: []),
+    depends: [{deps}],
+    runtime: (create: true),
+    enabled: {enabled},
+)
+"#,
+            name = spec.name,
+            commit = spec.commit,
+            deps = deps.join(", "),
+            enabled = spec.enabled,
+        );
+        fs_err::write(self.recipe_path(spec.name), text).unwrap();
+    }
+
+    pub fn recipe_path(&self, name: &str) -> PathBuf {
+        self.root().join("recipes").join(format!("{name}.ron"))
+    }
+
+    /// The three working fixtures: azb_hello, azb_dep (depends on azb_hello), azb_sql.
+    pub fn with_fixtures(self) -> Self {
+        for (name, depends) in [
+            ("azb_hello", &[][..]),
+            ("azb_dep", &["azb_hello"][..]),
+            ("azb_sql", &[][..]),
+        ] {
+            let commit = self.commit_fixture(name, &[]);
+            self.write_recipe(RecipeSpec {
+                name,
+                commit,
+                depends,
+                enabled: true,
+            });
+        }
+        self
+    }
+
+    /// `azb` with this project, its store and the fixture mirrors.
+    pub fn azb(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_azb"));
+        cmd.arg("--project")
+            .arg(self.root())
+            .arg("--cache-dir")
+            .arg(self.store())
+            .env(
+                "AZB_SOURCE_MIRRORS",
+                format!("{UPSTREAM}={}/", self.upstreams().display()),
+            )
+            .env_remove("AZB_CACHE_DIR")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Runs `azb ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.azb().args(args).output().expect("run azb")
+    }
+
+    /// Runs `azb ARGS`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "azb {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `azb plan --json` parsed.
+    pub fn plan(&self, platform: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["plan", "--json", "--platform", platform])).unwrap()
+    }
+}
+
+fn shared_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(default))
+}
+
+fn count_commits(repo: &Repository) -> i64 {
+    let mut walk = repo.revwalk().unwrap();
+    walk.push_head().unwrap();
+    walk.count() as i64
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).unwrap();
+    for entry in fs_err::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs_err::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Text of a process's stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,148 @@
+//! Bad input: each gets a clear message with its place, a non-zero exit, and leaves the
+//! recipe files and the store untouched. These fail before any toolchain is needed.
+
+use crate::context::{RecipeSpec, TestContext, stderr};
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Runs `azb plan` on a project whose recipe `name` has `text`; checks the exit code, that
+/// nothing was written, and returns stderr with the temp root replaced.
+fn plan_fails(ctx: &TestContext, expected_code: i32) -> String {
+    let before: Vec<(String, Vec<u8>)> = recipe_files(ctx);
+    let out = ctx.run(&["plan"]);
+    assert_eq!(
+        out.status.code(),
+        Some(expected_code),
+        "stderr:\n{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "stdout must stay empty on errors");
+    assert_eq!(recipe_files(ctx), before, "recipe files changed");
+    assert!(!ctx.store().exists(), "the store was touched");
+    stderr(&out).replace(&ctx.root().display().to_string(), "[ROOT]")
+}
+
+fn recipe_files(ctx: &TestContext) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = fs_err::read_dir(ctx.root().join("recipes"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs_err::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn recipe(ctx: &TestContext, name: &str, depends: &[&str]) {
+    ctx.write_recipe(RecipeSpec {
+        name,
+        commit: COMMIT.into(),
+        depends,
+        enabled: true,
+    });
+}
+
+#[test]
+fn malformed_ron_names_file_line_and_column() {
+    let ctx = TestContext::new();
+    fs_err::write(
+        ctx.recipe_path("bad"),
+        "Recipe(\n    name: \"bad\",\n    kind: Extension\n    source: Git(),\n)\n",
+    )
+    .unwrap();
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("recipes/bad.ron:4:5"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn unknown_field_is_rejected_with_the_known_ones() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "x", &[]);
+    let text = fs_err::read_to_string(ctx.recipe_path("x"))
+        .unwrap()
+        .replace("enabled:", "colour: \"red\",\n    enabled:");
+    fs_err::write(ctx.recipe_path("x"), text).unwrap();
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("recipes/x.ron:16:5"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn commit_that_is_not_40_hex_is_rejected() {
+    let ctx = TestContext::new();
+    ctx.write_recipe(RecipeSpec {
+        name: "x",
+        commit: "v1.0".into(),
+        depends: &[],
+        enabled: true,
+    });
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("`v1.0` is not a commit"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn missing_dependency_is_reported_at_its_place() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "x", &["nope"]);
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("recipes/x.ron:14:15"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn dependency_cycle_is_reported_with_its_path() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "a", &["b"]);
+    recipe(&ctx, "b", &["a"]);
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("dependency cycle: a -> b -> a"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn enabled_recipe_with_disabled_dependency_is_an_error() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "a", &["b"]);
+    ctx.write_recipe(RecipeSpec {
+        name: "b",
+        commit: COMMIT.into(),
+        depends: &[],
+        enabled: false,
+    });
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("depends on `b`, which is disabled"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn several_problems_are_reported_at_once() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "a", &["missing_one"]);
+    ctx.write_recipe(RecipeSpec {
+        name: "b",
+        commit: "abc".into(),
+        depends: &[],
+        enabled: true,
+    });
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("2 problems"), "{err}");
+    assert!(
+        err.contains("recipes/a.ron") && err.contains("recipes/b.ron"),
+        "{err}"
+    );
+}
+
+#[test]
+fn file_name_must_match_recipe_name() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "x", &[]);
+    fs_err::rename(ctx.recipe_path("x"), ctx.recipe_path("y")).unwrap();
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("differs from its file name `y.ron`"), "{err}");
+}

@@ -1,0 +1,205 @@
+//! Images: OCI layouts read by skopeo and umoci, reproducible digests, and a
+//! docker-archive that the Docker engine loads and runs.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::context::{TestContext, shared, stderr};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn skopeo_arch(layout: &Path, arch: &str) -> serde_json::Value {
+    let text = run(Command::new("skopeo")
+        .args(["--override-arch", arch, "--override-os", "linux", "inspect"])
+        .arg(format!("oci:{}:18", layout.display())));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn two_stores_give_the_same_multi_arch_layout_that_skopeo_and_umoci_read() {
+    shared();
+    let (one, two) = (
+        TestContext::new().with_fixtures(),
+        TestContext::new().with_fixtures(),
+    );
+    let layout = one.root().join("oci");
+    let digest_one = one.ok(&[
+        "build",
+        "--platform",
+        "all",
+        "--output",
+        &format!("oci:{}", layout.display()),
+    ]);
+    let digest_two = two.ok(&[
+        "build",
+        "--platform",
+        "all",
+        "--output",
+        &format!("oci:{}", two.root().join("oci").display()),
+    ]);
+    assert!(digest_one.starts_with("sha256:"), "{digest_one}");
+    assert_eq!(
+        digest_one, digest_two,
+        "same pins, different stores and directories: same image"
+    );
+    assert_eq!(
+        fs_err::read(layout.join("index.json")).unwrap(),
+        fs_err::read(two.root().join("oci/index.json")).unwrap()
+    );
+
+    for arch in ["amd64", "arm64"] {
+        let info = skopeo_arch(&layout, arch);
+        assert_eq!(info["Architecture"], arch);
+        // base layer + 3 extensions + runtime
+        assert_eq!(info["Layers"].as_array().unwrap().len(), 5, "{info}");
+        assert_eq!(info["Labels"]["io.azb.postgresql.version"], "18.6");
+
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
+        let tag = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(tag.starts_with("18.6-") && tag.ends_with("-test"), "{tag}");
+        let bundle = one.root().join(format!("bundle-{arch}"));
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:{tag}-{arch}", layout.display()))
+            .arg(&bundle));
+        let rootfs = bundle.join("rootfs");
+        let so = fs_err::read(rootfs.join("usr/lib/postgresql/18/lib/azb_hello.so")).unwrap();
+        let machine = if arch == "amd64" { 62 } else { 183 };
+        assert_eq!(azb::build::elf_machine(&so[..20]), Some(machine));
+        assert!(
+            rootfs
+                .join("usr/share/postgresql/18/extension/azb_sql.control")
+                .is_file()
+        );
+        assert!(rootfs.join("usr/share/doc/azb/azb_hello/LICENSE").is_file());
+        assert!(!rootfs.join("usr/lib/postgresql/18/include").exists());
+        let info: serde_json::Value = serde_json::from_slice(
+            &fs_err::read(rootfs.join("etc/postgresql/version-info.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(info["platform"], format!("linux/{arch}"));
+        let names: Vec<&str> = info["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["azb_dep", "azb_hello", "azb_sql"]);
+        assert!(rootfs.join("etc/postgresql/version-info.txt").is_file());
+        // The base is there too.
+        assert!(rootfs.join("usr/lib/postgresql/18/bin/postgres").is_file());
+    }
+}
+
+/// Removes the container and image when the test ends, passed or not.
+struct DockerCleanup {
+    container: String,
+    image: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.container])
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+#[test]
+fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let archive = ctx.root().join("image.tar");
+    ctx.ok(&[
+        "build",
+        "--platform",
+        "amd64",
+        "--output",
+        &format!("docker-archive:{}", archive.display()),
+    ]);
+    let loaded = run(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    assert!(loaded.contains("azb/test:18"), "{loaded}");
+    let container = format!("azb-it-{}", std::process::id());
+    let _cleanup = DockerCleanup {
+        container: container.clone(),
+        image: "azb/test:18".into(),
+    };
+    run(Command::new("docker").args([
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "-e",
+        "POSTGRES_PASSWORD=azb-test",
+        "azb/test:18",
+    ]));
+    let exec = |args: &[&str]| {
+        Command::new("docker")
+            .args(["exec", &container])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut ready = false;
+    for _ in 0..120 {
+        // pg_isready answers once the final server (after init) accepts connections.
+        if exec(&["pg_isready", "-q", "-h", "127.0.0.1"])
+            .status
+            .success()
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(
+        ready,
+        "server never became ready:\n{}",
+        run(Command::new("docker").args(["logs", &container]))
+    );
+    let psql = |sql: &str| {
+        // Over the local socket (trust inside the container); TCP asks for the password.
+        let out = exec(&[
+            "psql",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            "postgres",
+            "-c",
+            sql,
+        ]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert!(psql("SELECT version()").starts_with("PostgreSQL 18.6"));
+    psql("CREATE EXTENSION azb_hello; CREATE EXTENSION azb_dep; CREATE EXTENSION azb_sql;");
+    assert_eq!(psql("SELECT azb_hello_add(20, 22)"), "42");
+    assert_eq!(psql("SELECT azb_dep_scaled(1)"), "43");
+    assert_eq!(psql("SELECT azb_sql_answer()"), "42");
+    let info = run(Command::new("docker").args([
+        "exec",
+        &container,
+        "cat",
+        "/etc/postgresql/version-info.txt",
+    ]));
+    assert!(info.contains("azb_hello"), "{info}");
+}

@@ -1,0 +1,8 @@
+//! azb's integration tests: the real binary against real git repositories, compilers,
+//! PostgreSQL 18 servers, OCI tools and the Docker engine.
+
+mod context;
+mod errors;
+mod image;
+mod pipeline;
+mod postgres;

@@ -1,0 +1,149 @@
+//! A real PostgreSQL 18 server for tests: a hard-linked copy of a toolchain with artifacts
+//! unpacked into it, initdb'd and started on a unix socket as an unprivileged user (arm64
+//! servers run under qemu-user through binfmt).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A running server; stopped when dropped.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    install: PathBuf,
+    client: PathBuf,
+}
+
+/// The unprivileged user the server runs as (initdb refuses root).
+const USER: &str = "65534";
+
+fn as_user(program: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", USER, "--regid", USER, "--clear-groups"])
+        .arg(program);
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C");
+    cmd
+}
+
+fn check(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl PgServer {
+    /// Starts a server from `toolchain` with each artifact tar (prefix-relative paths)
+    /// installed; `client` is the toolchain whose psql talks to it.
+    pub fn start(toolchain: &Path, client: &Path, artifacts: &[Vec<u8>]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("azb-pg-")
+            .tempdir()
+            .unwrap();
+        fs_err::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let install = dir.path().join("pg");
+        check(
+            Command::new("cp").arg("-al").arg(toolchain).arg(&install),
+            "link the toolchain",
+        );
+        for tar in artifacts {
+            tar::Archive::new(&tar[..]).unpack(&install).unwrap();
+        }
+        let run = dir.path().join("run");
+        fs_err::create_dir_all(&run).unwrap();
+        check(
+            Command::new("chown")
+                .arg(format!("{USER}:{USER}"))
+                .arg(&run),
+            "chown",
+        );
+        let data = run.join("data");
+        check(
+            as_user(&install.join("bin/initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "--no-sync"]),
+            "initdb",
+        );
+        check(
+            as_user(&install.join("bin/pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(run.join("log"))
+                .arg("-o")
+                .arg(format!(
+                    "-c listen_addresses='' -k {} -c fsync=off",
+                    run.display()
+                ))
+                .args(["-w", "-t", "300", "start"]),
+            "pg_ctl start",
+        );
+        Self {
+            dir,
+            install,
+            client: client.to_owned(),
+        }
+    }
+
+    /// Runs `sql` through psql; returns the unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> String {
+        let run = self.dir.path().join("run");
+        check(
+            Command::new(self.client.join("bin/psql"))
+                .args([
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-h",
+                ])
+                .arg(&run)
+                .arg("-c")
+                .arg(sql),
+            &format!("psql -c {sql}"),
+        )
+        .trim()
+        .to_owned()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = as_user(&self.install.join("bin/pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("run/data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// Creates the three fixtures and checks each function's value.
+pub fn check_fixtures(server: &PgServer) {
+    server.psql("CREATE EXTENSION azb_hello; CREATE EXTENSION azb_dep; CREATE EXTENSION azb_sql;");
+    assert_eq!(server.psql("SELECT azb_hello_add(2, 3)"), "5");
+    assert_eq!(server.psql("SELECT azb_hello_greet('azb')"), "hello, azb");
+    // The fixture asks for -march=native; azb's compiler wrapper must drop it.
+    assert_eq!(server.psql("SELECT azb_hello_cpu()"), "baseline");
+    assert_eq!(server.psql("SELECT azb_dep_scaled(2)"), "85");
+    assert_eq!(server.psql("SELECT azb_sql_answer()"), "42");
+    assert_eq!(
+        server
+            .psql("SHOW server_version_num")
+            .chars()
+            .take(2)
+            .collect::<String>(),
+        "18"
+    );
+}
