@@ -6,6 +6,7 @@
 //! decides what a derivation is (drv) or how an image looks (image). Never draws progress
 //! bars: it reports events.
 
+mod elf;
 mod error;
 mod host;
 mod job;
@@ -15,9 +16,11 @@ mod scheduler;
 mod toolchain;
 mod tree;
 
+#[cfg(test)]
+pub(crate) use elf::tests::header as elf_test_header;
+pub use elf::{HEADER_LEN as ELF_HEADER_LEN, machine as elf_machine, machine_name};
 pub use error::Error;
 pub use host::log_tail;
 pub use reporter::{Reporter, Silent};
 pub use scheduler::{Outcome, Scheduler};
 pub use toolchain::HostToolchain;
-pub use tree::{elf_machine, elf_machine_of};

@@ -195,27 +195,14 @@ fn finish_files(
 }
 
 /// The ELF `e_machine` of a file, or None when it is not ELF.
-pub fn elf_machine_of(path: &Path) -> Result<Option<u16>, FsError> {
+fn elf_machine_of(path: &Path) -> Result<Option<u16>, FsError> {
     use std::io::Read;
-    let mut header = [0u8; 20];
+    let mut header = [0u8; super::ELF_HEADER_LEN];
     let mut file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
     let read = file
         .read(&mut header)
         .map_err(|e| FsError::new("read", path, e))?;
-    Ok(elf_machine(&header[..read]))
-}
-
-/// The `e_machine` of an ELF header, or None when `header` is not one.
-pub fn elf_machine(header: &[u8]) -> Option<u16> {
-    if header.len() < 20 || &header[..4] != b"\x7fELF" {
-        return None;
-    }
-    let bytes = [header[18], header[19]];
-    Some(if header[5] == 2 {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    })
+    Ok(super::elf_machine(&header[..read]))
 }
 
 fn copy_licenses(name: &RecipeName, roots: &[PathBuf], artifact: &Path) -> Result<(), Error> {
@@ -241,19 +228,6 @@ fn copy_licenses(name: &RecipeName, roots: &[PathBuf], artifact: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn elf_machine_reads_both_byte_orders() {
-        let mut h = [0u8; 20];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[5] = 1;
-        h[18..20].copy_from_slice(&183u16.to_le_bytes());
-        assert_eq!(elf_machine(&h), Some(183));
-        h[5] = 2;
-        h[18..20].copy_from_slice(&62u16.to_be_bytes());
-        assert_eq!(elf_machine(&h), Some(62));
-        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
-    }
 
     #[test]
     fn unpack_over_replaces_hard_links_without_touching_the_original() {

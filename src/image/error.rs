@@ -1,4 +1,4 @@
-//! Errors of image assembly.
+//! Errors of image assembly, used from outside as `image::Error`.
 
 use std::path::PathBuf;
 
@@ -12,15 +12,41 @@ pub enum Error {
     #[error(transparent)]
     Fs(#[from] FsError),
     /// `--output` is neither `oci:DIR` nor `docker-archive:FILE`.
-    #[error("unknown output `{0}`: expected oci:DIR or docker-archive:FILE")]
-    BadOutput(String),
+    #[error("unknown output `{text}`: expected oci:DIR or docker-archive:FILE")]
+    BadOutput {
+        /// The text given.
+        text: String,
+    },
+    /// The request names no platform.
+    #[error("image `{name}` has no platform to assemble")]
+    NoPlatforms {
+        /// The image name.
+        name: String,
+    },
+    /// The request names no tag.
+    #[error("image `{name}` has no tag")]
+    NoTags {
+        /// The image name.
+        name: String,
+    },
+    /// A tag is not a valid OCI/Docker tag.
+    #[error(
+        "`{tag}` is not a valid tag: use 1 to 128 of A-Z a-z 0-9 _ . - (not starting with . or -)"
+    )]
+    BadTag {
+        /// The tag.
+        tag: String,
+    },
     /// A docker-archive can hold one platform only.
     #[error(
-        "a docker-archive holds one platform, but {0} were given; pass --platform amd64 or arm64"
+        "a docker-archive holds one platform, but {count} were given; pass --platform amd64 or arm64"
     )]
-    TooManyPlatforms(usize),
-    /// An OCI document could not be read.
-    #[error("cannot read OCI document `{path}`")]
+    TooManyPlatforms {
+        /// How many platforms were requested.
+        count: usize,
+    },
+    /// An OCI document (index, manifest, config) could not be parsed.
+    #[error("cannot parse OCI document `{path}`")]
     Document {
         /// The file.
         path: PathBuf,
@@ -29,37 +55,48 @@ pub enum Error {
         source: oci_spec::OciSpecError,
     },
     /// The base layout has no manifest for this reference and platform.
-    #[error("the base image layout `{dir}` has no manifest for {platform}{}", reference.as_ref().map(|r| format!(" tagged `{r}`")).unwrap_or_default())]
+    #[error(
+        "the base image layout `{dir}` has no manifest for {platform}{}",
+        reference.as_ref().map(|r| format!(" named `{r}`")).unwrap_or_default()
+    )]
     BaseNotFound {
-        /// The layout.
+        /// The layout directory.
         dir: PathBuf,
-        /// The reference asked for.
+        /// The ref name asked for.
         reference: Option<String>,
         /// The platform.
         platform: Platform,
     },
-    /// The base image is for another architecture.
-    #[error("the base image in `{dir}` is for `{found}`, not {platform}")]
+    /// The base image's config is for another architecture.
+    #[error("the base image in `{dir}` is for architecture `{found}`, not {platform}")]
     BaseArchitecture {
-        /// The layout.
+        /// The layout directory.
         dir: PathBuf,
-        /// Its architecture.
+        /// The architecture its config names.
         found: String,
         /// The platform wanted.
         platform: Platform,
     },
+    /// A blob uses a digest algorithm azb cannot check.
+    #[error("blob `{digest}` in `{dir}` uses a digest azb cannot check (only sha256)")]
+    UnsupportedDigest {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The digest.
+        digest: String,
+    },
     /// A blob's content does not match its digest.
-    #[error("blob `{path}` does not match its digest (expected {expected}, found sha256:{found})")]
+    #[error("blob `{path}` does not match its digest {expected} (its sha256 is {found})")]
     BlobMismatch {
         /// The blob file.
         path: PathBuf,
         /// The digest it should have.
-        expected: String,
+        expected: oci_spec::image::Digest,
         /// The sha256 it has.
-        found: String,
+        found: oci_spec::image::Digest,
     },
     /// An artifact tar could not be read.
-    #[error("cannot read the artifact of `{artifact}`")]
+    #[error("cannot read the artifact tar of `{artifact}`")]
     ArtifactTar {
         /// The recipe.
         artifact: String,
@@ -74,23 +111,73 @@ pub enum Error {
     ArtifactPath {
         /// The recipe.
         artifact: String,
-        /// The path.
+        /// The path in the artifact tar.
         path: String,
+    },
+    /// An artifact holds an entry that is not a file, directory, symlink or hard link.
+    #[error(
+        "artifact `{artifact}` holds `{path}` of tar type {kind:?}; only files, directories and links go into an image"
+    )]
+    ArtifactEntryType {
+        /// The recipe.
+        artifact: String,
+        /// The path in the artifact tar.
+        path: String,
+        /// The tar entry type byte.
+        kind: u8,
+    },
+    /// A hard link in an artifact points at a file the artifact does not hold (before it).
+    #[error(
+        "artifact `{artifact}` links `{path}` to `{target}`, which is not a file earlier in the artifact"
+    )]
+    ArtifactLink {
+        /// The recipe.
+        artifact: String,
+        /// The link's path.
+        path: String,
+        /// Its target.
+        target: String,
     },
     /// An ELF file is for another machine than the image's platform.
     #[error(
-        "`{file}` in artifact `{artifact}` is an ELF file for machine {found}, which cannot go into a {platform} image (needs {expected})"
+        "{} file {file} in artifact `{artifact}` cannot go into a {platform} image (it needs {})",
+        crate::build::machine_name(*found),
+        crate::build::machine_name(platform.elf_machine())
     )]
     WrongMachine {
         /// The recipe.
         artifact: String,
-        /// The file.
+        /// The file, as named in the artifact.
         file: String,
+        /// The image's platform.
+        platform: Platform,
+        /// The file's e_machine.
+        found: u16,
+    },
+    /// A runtime file's path is not a plain absolute path.
+    #[error("runtime file path `{path}` must be absolute, without `.` or `..` parts")]
+    RuntimePath {
+        /// The path.
+        path: String,
+    },
+    /// Writing a layer tar or its gzip stream failed.
+    #[error("cannot write the {platform} layer `{layer}`")]
+    Layer {
+        /// The layer's name (recipe, `azb-overflow` or `runtime`).
+        layer: String,
         /// The platform.
         platform: Platform,
-        /// e_machine found.
-        found: u16,
-        /// e_machine expected.
-        expected: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the docker-archive failed.
+    #[error("cannot write docker-archive `{path}`")]
+    Archive {
+        /// The archive file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
 }

@@ -1,197 +1,200 @@
-//! Deterministic layers: entries sorted by path with every parent directory present,
-//! mtime fixed to the image's creation time, uid/gid 0 and no names, modes normalized
-//! (directories and executables 0755, other files 0644, or the mode a runtime file
-//! asks for), no extended attributes; gzip with no name, mtime 0 and a fixed level.
-//! An artifact's prefix-relative paths are mapped onto the Debian layout of the base.
+//! Deterministic layers. An artifact's prefix-relative paths are mapped onto the base's
+//! Debian layout, every ELF file's machine is checked, and the entries are written as a tar
+//! that depends only on content: sorted by path, every parent directory present, GNU
+//! headers, mtime fixed, uid/gid 0 with empty names, modes normalized, no extended
+//! attributes. The tar is gzipped with no file name, mtime 0, OS "unknown" and a fixed
+//! level, hashed on the way (diff_id before gzip, digest after).
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{self, Read};
+use std::path::{Component, Path};
 
 use flate2::{Compression, GzBuilder};
 
-use super::Error;
-use crate::build::elf_machine;
+use super::{ArtifactLayer, Error, RuntimeFile};
+use crate::build::{ELF_HEADER_LEN, elf_machine};
 use crate::digest::{HashingWriter, Sha256};
 use crate::recipe::Platform;
-use crate::runtime::RuntimeFile;
 
-/// gzip level of every layer: fixed, so the same tar gives the same blob.
+/// gzip level of every layer: fixed, so the same tar always gives the same blob.
 const GZIP_LEVEL: u32 = 6;
 
 /// One entry of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    /// A directory.
+pub(crate) enum Entry {
+    /// A directory (mode 0755).
     Dir,
-    /// A regular file with its mode.
+    /// A regular file with its content and permission bits.
     File(Vec<u8>, u32),
-    /// A symbolic link to a target.
+    /// A symbolic link to its target, kept as written.
     Symlink(String),
 }
 
-/// The entries of one layer, by path (relative, no leading `/`).
+/// The entries of one layer by path (relative to `/`, no leading or trailing slash).
 #[derive(Debug, Default, Clone)]
-pub struct LayerContent {
+pub(crate) struct LayerContent {
     entries: BTreeMap<String, Entry>,
 }
 
+/// A layer after compression.
+#[derive(Debug, Clone)]
+pub(crate) struct Blob {
+    /// The gzip bytes.
+    pub bytes: Vec<u8>,
+    /// sha256 of `bytes`: the layer's digest.
+    pub digest: Sha256,
+    /// sha256 of the uncompressed tar: the layer's diff_id.
+    pub diff_id: Sha256,
+}
+
 impl LayerContent {
-    /// Adds an entry and its parent directories.
+    /// Adds an entry, and a directory entry for each of its parents not yet present.
     pub fn insert(&mut self, path: &str, entry: Entry) {
-        let path = path.trim_start_matches('/').trim_end_matches('/');
-        let mut parent = String::new();
-        for part in path
-            .split('/')
-            .collect::<Vec<_>>()
-            .split_last()
-            .map_or(&[][..], |(_, p)| p)
-        {
-            if !parent.is_empty() {
-                parent.push('/');
-            }
-            parent.push_str(part);
-            self.entries.entry(parent.clone()).or_insert(Entry::Dir);
+        let mut end = 0;
+        while let Some(slash) = path[end..].find('/') {
+            end += slash;
+            self.entries
+                .entry(path[..end].to_owned())
+                .or_insert(Entry::Dir);
+            end += 1;
         }
         self.entries.insert(path.to_owned(), entry);
     }
 
-    /// Adds every entry of `other`.
+    /// Adds every entry of `other`; on the same path, `other` wins (as a later layer would).
     pub fn extend(&mut self, other: LayerContent) {
-        for (path, entry) in other.entries {
-            self.entries.insert(path, entry);
-        }
+        self.entries.extend(other.entries);
     }
 
-    /// Bytes of file content (for choosing which layers fold into the overflow layer).
-    pub fn size(&self) -> u64 {
-        self.entries
-            .values()
-            .map(|e| {
-                if let Entry::File(data, _) = e {
-                    data.len() as u64
-                } else {
-                    0
-                }
-            })
-            .sum()
+    /// The paths of the layer, sorted.
+    #[cfg(test)]
+    pub fn paths(&self) -> Vec<&str> {
+        self.entries.keys().map(String::as_str).collect()
     }
 
-    /// The layer's files for a runtime layer.
-    pub fn from_runtime(files: &[RuntimeFile]) -> Self {
-        let mut layer = Self::default();
-        for file in files {
-            layer.insert(
-                &file.path,
-                Entry::File(file.contents.clone(), file.mode & 0o7777),
-            );
-        }
-        layer
-    }
-
-    /// Maps an artifact tar (paths relative to the PostgreSQL prefix) onto the image's
-    /// Debian layout, checking every ELF file's machine against `platform`.
+    /// Maps an artifact tar onto the image's Debian layout, checking every ELF file's
+    /// machine against `platform`. Directories, files (0755 if any execute bit, else 0644)
+    /// and symlinks are kept; hard links become copies of their target.
     pub fn from_artifact(
-        name: &str,
-        tar: &[u8],
+        artifact: &ArtifactLayer,
         platform: Platform,
         pg_major: u32,
     ) -> Result<Self, Error> {
+        let name = artifact.name.as_str();
         let io = |source| Error::ArtifactTar {
             artifact: name.to_owned(),
             source,
         };
+        let map = |path: &Path| -> Result<Option<String>, Error> {
+            let text = path.to_string_lossy();
+            let outside = || Error::ArtifactPath {
+                artifact: name.to_owned(),
+                path: text.clone().into_owned(),
+            };
+            let relative = relative_path(path).ok_or_else(outside)?;
+            map_path(&relative, pg_major).map_err(|()| outside())
+        };
         let mut layer = Self::default();
-        let mut archive = tar::Archive::new(tar);
+        let mut archive = tar::Archive::new(&artifact.tar[..]);
         for entry in archive.entries().map_err(io)? {
             let mut entry = entry.map_err(io)?;
-            let path = entry
-                .path()
-                .map_err(io)?
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_owned();
-            let Some(target) = map_path(&path, pg_major) else {
-                if path == "include" || path.starts_with("include/") {
-                    continue;
-                }
-                return Err(Error::ArtifactPath {
-                    artifact: name.to_owned(),
-                    path,
-                });
-            };
+            let path = entry.path().map_err(io)?.into_owned();
+            let Some(target) = map(&path)? else { continue };
             let kind = entry.header().entry_type();
-            if kind.is_dir() {
-                layer.insert(&target, Entry::Dir);
-            } else if kind.is_symlink() {
-                let link = entry
-                    .link_name()
-                    .map_err(io)?
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                layer.insert(&target, Entry::Symlink(link));
-            } else if kind.is_file() {
-                let mode = entry.header().mode().map_err(io)?;
-                let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut data).map_err(io)?;
-                if let Some(found) = elf_machine(&data[..data.len().min(20)])
-                    && found != platform.elf_machine()
-                {
-                    return Err(Error::WrongMachine {
+            let shown = || path.to_string_lossy().into_owned();
+            match kind {
+                tar::EntryType::Directory => layer.insert(&target, Entry::Dir),
+                tar::EntryType::Symlink => {
+                    let link = entry.link_name().map_err(io)?.unwrap_or_default();
+                    layer.insert(&target, Entry::Symlink(link.to_string_lossy().into_owned()));
+                }
+                tar::EntryType::Link => {
+                    let link = entry.link_name().map_err(io)?.unwrap_or_default();
+                    let missing = || Error::ArtifactLink {
                         artifact: name.to_owned(),
-                        file: path,
-                        platform,
-                        found,
-                        expected: platform.elf_machine(),
+                        path: shown(),
+                        target: link.to_string_lossy().into_owned(),
+                    };
+                    let source = map(&link)?.ok_or_else(missing)?;
+                    match layer.entries.get(&source) {
+                        Some(file @ Entry::File(..)) => layer.insert(&target, file.clone()),
+                        _ => return Err(missing()),
+                    }
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let mode = entry.header().mode().map_err(io)?;
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    entry.read_to_end(&mut data).map_err(io)?;
+                    if let Some(found) = elf_machine(&data[..data.len().min(ELF_HEADER_LEN)])
+                        && found != platform.elf_machine()
+                    {
+                        return Err(Error::WrongMachine {
+                            artifact: name.to_owned(),
+                            file: shown(),
+                            platform,
+                            found,
+                        });
+                    }
+                    let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+                    layer.insert(&target, Entry::File(data, mode));
+                }
+                tar::EntryType::XGlobalHeader => {}
+                other => {
+                    return Err(Error::ArtifactEntryType {
+                        artifact: name.to_owned(),
+                        path: shown(),
+                        kind: other.as_byte(),
                     });
                 }
-                layer.insert(
-                    &target,
-                    Entry::File(data, if mode & 0o111 != 0 { 0o755 } else { 0o644 }),
-                );
             }
         }
         Ok(layer)
     }
 
-    /// Writes the tar and its gzip blob.
-    pub fn seal(&self, mtime: i64) -> Result<Blob, std::io::Error> {
-        // tar -> (hash: diff_id) -> gzip -> (hash: blob digest) -> bytes
+    /// The runtime layer: each file at its absolute path with its own permission bits.
+    pub fn from_runtime(files: &[RuntimeFile]) -> Result<Self, Error> {
+        let mut layer = Self::default();
+        for file in files {
+            let bad = || Error::RuntimePath {
+                path: file.path.clone(),
+            };
+            let path = file.path.strip_prefix('/').ok_or_else(bad)?;
+            let relative = relative_path(Path::new(path)).filter(|r| r == path);
+            let relative = relative.filter(|r| !r.is_empty()).ok_or_else(bad)?;
+            layer.insert(
+                &relative,
+                Entry::File(file.contents.clone(), file.mode & 0o7777),
+            );
+        }
+        Ok(layer)
+    }
+
+    /// Writes the layer tar with every entry's mtime at `mtime`, gzips it, and hashes both.
+    pub fn seal(&self, mtime: i64) -> io::Result<Blob> {
         let gzip = GzBuilder::new()
             .mtime(0)
             .write(HashingWriter::new(Vec::new()), Compression::new(GZIP_LEVEL));
-        let mut diff = HashingWriter::new(gzip);
-        {
-            let mut builder = tar::Builder::new(&mut diff);
-            for (path, entry) in &self.entries {
-                let mut header = tar::Header::new_gnu();
-                header.set_mtime(mtime.max(0) as u64);
-                header.set_uid(0);
-                header.set_gid(0);
-                match entry {
-                    Entry::Dir => {
-                        header.set_entry_type(tar::EntryType::Directory);
-                        header.set_mode(0o755);
-                        header.set_size(0);
-                        builder.append_data(&mut header, format!("{path}/"), std::io::empty())?;
-                    }
-                    Entry::File(data, mode) => {
-                        header.set_entry_type(tar::EntryType::Regular);
-                        header.set_mode(*mode);
-                        header.set_size(data.len() as u64);
-                        builder.append_data(&mut header, path, &data[..])?;
-                    }
-                    Entry::Symlink(target) => {
-                        header.set_entry_type(tar::EntryType::Symlink);
-                        header.set_mode(0o777);
-                        header.set_size(0);
-                        builder.append_link(&mut header, path, target)?;
-                    }
+        let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+        let mtime = mtime.max(0) as u64;
+        for (path, entry) in &self.entries {
+            match entry {
+                Entry::Dir => {
+                    let mut h = header(tar::EntryType::Directory, 0o755, 0, mtime);
+                    tar.append_data(&mut h, format!("{path}/"), io::empty())?;
+                }
+                Entry::File(data, mode) => {
+                    let mut h = header(tar::EntryType::Regular, *mode, data.len() as u64, mtime);
+                    tar.append_data(&mut h, path, &data[..])?;
+                }
+                Entry::Symlink(target) => {
+                    let mut h = header(tar::EntryType::Symlink, 0o777, 0, mtime);
+                    tar.append_link(&mut h, path, target)?;
                 }
             }
-            builder.finish()?;
         }
-        let (gzip, tar_digests) = diff.finish();
-        let (bytes, blob_digests) = gzip.finish()?.finish();
+        let (gzip, tar_digests) = tar.into_inner()?.finish();
+        let (mut bytes, blob_digests) = gzip.finish()?.finish();
+        bytes.shrink_to_fit();
         Ok(Blob {
             bytes,
             digest: blob_digests.sha256,
@@ -200,134 +203,250 @@ impl LayerContent {
     }
 }
 
-/// Where an artifact path goes in the image; None for paths outside the layout.
-fn map_path(path: &str, pg_major: u32) -> Option<String> {
-    let (top, rest) = path.split_once('/').unwrap_or((path, ""));
-    let join = |base: String| {
-        if rest.is_empty() {
-            base
-        } else {
-            format!("{base}/{rest}")
-        }
-    };
-    match top {
-        "lib" => Some(join(format!("usr/lib/postgresql/{pg_major}/lib"))),
-        "bin" => Some(join(format!("usr/lib/postgresql/{pg_major}/bin"))),
-        "share" => Some(join(format!("usr/share/postgresql/{pg_major}"))),
-        "licenses" => Some(join("usr/share/doc/azb".to_owned())),
-        _ => None,
-    }
+/// A GNU tar header with everything but the entry's own facts fixed.
+pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(mtime);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
 }
 
-/// A compressed layer.
-#[derive(Debug, Clone)]
-pub struct Blob {
-    /// gzip bytes.
-    pub bytes: Vec<u8>,
-    /// sha256 of `bytes`.
-    pub digest: Sha256,
-    /// sha256 of the uncompressed tar.
-    pub diff_id: Sha256,
+/// `path` as `/`-joined normal parts (`.` dropped); `None` when it climbs out (`..`) or is
+/// absolute.
+fn relative_path(path: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy()),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Where an artifact path goes in the image: `Ok(None)` for the prefix itself and for
+/// `include/` (never in the image), `Err` for paths outside the artifact layout.
+fn map_path(path: &str, pg_major: u32) -> Result<Option<String>, ()> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let (top, rest) = path.split_once('/').unwrap_or((path, ""));
+    let base = match top {
+        "lib" => format!("usr/lib/postgresql/{pg_major}/lib"),
+        "bin" => format!("usr/lib/postgresql/{pg_major}/bin"),
+        "share" => format!("usr/share/postgresql/{pg_major}"),
+        "licenses" => "usr/share/doc/azb".to_owned(),
+        "include" => return Ok(None),
+        _ => return Err(()),
+    };
+    Ok(Some(if rest.is_empty() {
+        base
+    } else {
+        format!("{base}/{rest}")
+    }))
+}
+
+/// Reads a gzip layer back: (path, mtime, mode, uid, gid, entry type) per entry, in order.
+#[cfg(test)]
+pub(crate) fn list(gzip: &[u8]) -> Vec<(String, u64, u32, u64, u64, tar::EntryType)> {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(gzip)
+        .read_to_end(&mut tar)
+        .unwrap();
+    tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                h.mtime().unwrap(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.entry_type(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::elf_test_header as elf_header;
+    use crate::image::testing::artifact;
 
-    fn artifact(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, data) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            builder.append_data(&mut header, path, *data).unwrap();
+    #[test]
+    fn artifact_paths_map_to_the_debian_layout_and_headers_stay_out() {
+        let so = elf_header(62, true);
+        let tar = artifact(
+            "x",
+            &[
+                ("lib/x.so", &so, 0o775),
+                ("./share/extension/x.control", b"c", 0o664),
+                ("include/server/x.h", b"h", 0o644),
+                ("bin/x_tool", b"#!/bin/sh\n", 0o700),
+                ("licenses/x/LICENSE", b"l", 0o600),
+            ],
+        );
+        let layer = LayerContent::from_artifact(&tar, Platform::Amd64, 18).unwrap();
+        assert_eq!(
+            layer.paths(),
+            [
+                "usr",
+                "usr/lib",
+                "usr/lib/postgresql",
+                "usr/lib/postgresql/18",
+                "usr/lib/postgresql/18/bin",
+                "usr/lib/postgresql/18/bin/x_tool",
+                "usr/lib/postgresql/18/lib",
+                "usr/lib/postgresql/18/lib/x.so",
+                "usr/share",
+                "usr/share/doc",
+                "usr/share/doc/azb",
+                "usr/share/doc/azb/x",
+                "usr/share/doc/azb/x/LICENSE",
+                "usr/share/postgresql",
+                "usr/share/postgresql/18",
+                "usr/share/postgresql/18/extension",
+                "usr/share/postgresql/18/extension/x.control",
+            ]
+        );
+        let mode = |p: &str| match &layer.entries[p] {
+            Entry::File(_, mode) => *mode,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(mode("usr/lib/postgresql/18/lib/x.so"), 0o755);
+        assert_eq!(mode("usr/lib/postgresql/18/bin/x_tool"), 0o755);
+        assert_eq!(mode("usr/share/doc/azb/x/LICENSE"), 0o644);
+    }
+
+    #[test]
+    fn an_x86_64_library_is_refused_in_an_arm64_image() {
+        let tar = artifact("foo", &[("lib/foo.so", &elf_header(62, true), 0o755)]);
+        let error = LayerContent::from_artifact(&tar, Platform::Arm64, 18).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "x86-64 file lib/foo.so in artifact `foo` cannot go into a linux/arm64 image (it needs aarch64)"
+        );
+        let tar = artifact("foo", &[("lib/foo.so", &elf_header(183, false), 0o755)]);
+        assert!(LayerContent::from_artifact(&tar, Platform::Arm64, 18).is_ok());
+    }
+
+    #[test]
+    fn paths_outside_the_artifact_layout_are_refused() {
+        for bad in ["etc/passwd", "README", "../lib/x.so"] {
+            let tar = artifact("bar", &[(bad, b"x", 0o644)]);
+            let error = LayerContent::from_artifact(&tar, Platform::Amd64, 18);
+            match error {
+                Err(e @ Error::ArtifactPath { .. }) => {
+                    assert!(e.to_string().contains("artifact `bar` holds"), "{e}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
         }
-        builder.into_inner().unwrap()
-    }
-
-    fn elf(machine: u16) -> Vec<u8> {
-        let mut h = vec![0u8; 64];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[4] = 2;
-        h[5] = 1;
-        h[18..20].copy_from_slice(&machine.to_le_bytes());
-        h
     }
 
     #[test]
-    fn artifact_paths_map_to_debian_layout_and_headers_stay_out() {
-        let so = elf(62);
-        let tar = artifact(&[
-            ("lib/x.so", &so),
-            ("share/extension/x.control", b"c"),
-            ("include/server/x.h", b"h"),
-            ("licenses/x/LICENSE", b"l"),
-        ]);
-        let layer = LayerContent::from_artifact("x", &tar, Platform::Amd64, 18).unwrap();
-        let paths: Vec<&str> = layer.entries.keys().map(String::as_str).collect();
-        assert!(paths.contains(&"usr/lib/postgresql/18/lib/x.so"));
-        assert!(paths.contains(&"usr/share/postgresql/18/extension/x.control"));
-        assert!(paths.contains(&"usr/share/doc/azb/x/LICENSE"));
-        assert!(
-            paths.contains(&"usr/lib/postgresql/18"),
-            "parents are present"
+    fn hard_links_become_copies_and_symlinks_stay() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        builder
+            .append_data(&mut h, "lib/a.so", &b"abc"[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        builder.append_link(&mut h, "lib/b.so", "lib/a.so").unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        builder.append_link(&mut h, "lib/c.so", "a.so").unwrap();
+        let tar = ArtifactLayer {
+            name: "l".into(),
+            tar: builder.into_inner().unwrap(),
+        };
+        let layer = LayerContent::from_artifact(&tar, Platform::Amd64, 18).unwrap();
+        let lib = "usr/lib/postgresql/18/lib";
+        assert_eq!(
+            layer.entries[&format!("{lib}/b.so")],
+            Entry::File(b"abc".to_vec(), 0o644)
         );
-        assert!(!paths.iter().any(|p| p.contains("include")));
-    }
-
-    #[test]
-    fn wrong_machine_and_stray_paths_are_refused() {
-        let tar = artifact(&[("lib/x.so", &elf(62))]);
-        let e = LayerContent::from_artifact("x", &tar, Platform::Arm64, 18).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("machine 62, which cannot go into a linux/arm64 image"),
-            "{e}"
+        assert_eq!(
+            layer.entries[&format!("{lib}/c.so")],
+            Entry::Symlink("a.so".into())
         );
-        let tar = artifact(&[("etc/passwd", b"x")]);
-        assert!(matches!(
-            LayerContent::from_artifact("x", &tar, Platform::Amd64, 18),
-            Err(Error::ArtifactPath { .. })
-        ));
     }
 
     #[test]
-    fn sealing_is_deterministic_sorted_and_timestamped() {
-        let mut a = LayerContent::default();
-        a.insert("/etc/b", Entry::File(b"2".to_vec(), 0o600));
-        a.insert("/etc/a", Entry::File(b"1".to_vec(), 0o644));
+    fn sealed_layers_are_sorted_timestamped_owned_by_root_and_reproducible() {
+        let mut layer = LayerContent::default();
+        layer.insert("etc/postgresql/b", Entry::File(b"2".to_vec(), 0o600));
+        layer.insert("etc/postgresql/a", Entry::File(b"1".to_vec(), 0o755));
+        layer.insert("etc/alink", Entry::Symlink("postgresql/a".into()));
         let (one, two) = (
-            a.seal(1_700_000_000).unwrap(),
-            a.seal(1_700_000_000).unwrap(),
+            layer.seal(1_700_000_000).unwrap(),
+            layer.seal(1_700_000_000).unwrap(),
         );
-        assert_eq!(one.digest, two.digest);
+        assert_eq!(one.bytes, two.bytes);
+        assert_eq!(Sha256::of(&one.bytes), one.digest);
+        // gzip header: magic, CM, FLG (no FNAME), MTIME = 0, XFL, OS = 255 (unknown).
+        assert_eq!(&one.bytes[..3], &[0x1f, 0x8b, 8]);
+        assert_eq!(one.bytes[3] & 0x08, 0, "no file name");
         assert_eq!(&one.bytes[4..8], &[0, 0, 0, 0], "gzip mtime must be 0");
+        assert_eq!(one.bytes[9], 255);
         let mut tar = Vec::new();
         flate2::read::GzDecoder::new(&one.bytes[..])
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(Sha256::of(&tar), one.diff_id);
-        assert_eq!(Sha256::of(&one.bytes), one.digest);
-        let entries: Vec<(String, u64, u32)> = tar::Archive::new(&tar[..])
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.path().unwrap().display().to_string(),
-                    e.header().mtime().unwrap(),
-                    e.header().mode().unwrap(),
-                )
-            })
-            .collect();
+        let t = 1_700_000_000;
+        use tar::EntryType::{Directory as D, Regular as R, Symlink as S};
         assert_eq!(
-            entries,
+            list(&one.bytes),
             [
-                ("etc/".to_owned(), 1_700_000_000, 0o755),
-                ("etc/a".into(), 1_700_000_000, 0o644),
-                ("etc/b".into(), 1_700_000_000, 0o600)
+                ("etc/".to_owned(), t, 0o755, 0, 0, D),
+                ("etc/alink".into(), t, 0o777, 0, 0, S),
+                ("etc/postgresql/".into(), t, 0o755, 0, 0, D),
+                ("etc/postgresql/a".into(), t, 0o755, 0, 0, R),
+                ("etc/postgresql/b".into(), t, 0o600, 0, 0, R),
             ]
         );
-        assert_ne!(a.seal(1).unwrap().digest, one.digest);
+        assert_ne!(layer.seal(1).unwrap().digest, one.digest);
+    }
+
+    #[test]
+    fn runtime_paths_must_be_plain_and_absolute() {
+        let file = |path: &str| RuntimeFile {
+            path: path.into(),
+            contents: b"x".to_vec(),
+            mode: 0o100640,
+        };
+        let layer = LayerContent::from_runtime(&[file("/etc/postgresql/x.json")]).unwrap();
+        assert_eq!(
+            layer.paths(),
+            ["etc", "etc/postgresql", "etc/postgresql/x.json"]
+        );
+        assert_eq!(
+            layer.entries["etc/postgresql/x.json"],
+            Entry::File(b"x".to_vec(), 0o640)
+        );
+        for bad in ["etc/x", "/etc/../x", "/", "/etc//x", "/etc/./x"] {
+            assert!(
+                matches!(
+                    LayerContent::from_runtime(&[file(bad)]),
+                    Err(Error::RuntimePath { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

@@ -1,54 +1,70 @@
-//! Image assembly: per platform, the base image's layers (reused byte for byte), one
-//! deterministic layer per extension artifact, and a runtime layer; configs, manifests
-//! and indexes with oci-spec types; output as an OCI image layout or a docker-archive.
+//! Image assembly: per platform, the base image's layers (blobs copied byte for byte and
+//! checked), one deterministic layer per extension artifact, and a runtime layer; config,
+//! manifests and indexes with oci-spec types; written as an OCI image layout or as a
+//! docker-archive.
 //!
-//! Owns layer content and OCI documents. Never builds, fetches or reads the store: the
-//! caller hands over verified artifact tars and runtime files.
+//! Owns layer content, OCI documents and the output files. It never builds, fetches or
+//! reads the store: the caller hands over artifact tars and runtime files, and the only
+//! things read from disk are base image layouts. Same request, same bytes, on any machine.
 //!
 //! Choices:
-//! - Layer budget: at most [`LAYER_BUDGET`] extension layers. Past it, the largest
-//!   artifacts (by file bytes, name breaking ties) keep their own layers and the rest fold,
-//!   in image order, into one `azb-overflow` layer placed after them.
-//! - OCI layout index.json: with one platform, the manifest once per tag (annotation
-//!   `org.opencontainers.image.ref.name`); with several, a nested image index (one entry
-//!   per platform) once per tag, plus each platform's manifest as `<first tag>-<arch>` so
-//!   tools that want a single manifest (umoci) can pick one.
-//! - JSON documents are written with sorted keys, so they are the same bytes everywhere.
+//! - Artifact paths map onto the Debian layout (`N` = `pg_major`): `lib/` and `bin/` to
+//!   `/usr/lib/postgresql/N/{lib,bin}/`, `share/` to `/usr/share/postgresql/N/`,
+//!   `licenses/<name>/` to `/usr/share/doc/azb/<name>/`; `include/` is dropped, anything
+//!   else is an error. Hard links become copies; other special files are errors.
+//! - Layer budget: at most [`LAYER_BUDGET`] extension layers per platform. Past it, the
+//!   `LAYER_BUDGET - 1` artifacts with the largest uncompressed tars (name breaking ties)
+//!   keep their own layers, in request order, and the rest fold, in request order (a later
+//!   artifact wins a shared path), into one `azb-overflow` layer after them.
+//! - OCI layout `index.json`: with several platforms, a nested image index (one
+//!   platform-annotated entry per manifest) is listed once per tag
+//!   (`org.opencontainers.image.ref.name` = the tag), so `skopeo inspect oci:DIR:TAG`
+//!   picks the host's or `--override-arch`'s platform; each platform's manifest is also
+//!   listed as `<first tag>-<arch>`, because `umoci unpack --image DIR:REF` needs a ref
+//!   that leads to exactly one manifest. With one platform, its manifest is listed under
+//!   each tag and as `<first tag>-<arch>`, with no index blob.
+//! - docker-archive: Docker's `manifest.json` plus the same image as an OCI layout whose
+//!   index.json names the manifest once per tag (`io.containerd.image.name` and ref name).
+//! - Every JSON document is canonical (keys sorted at every level).
 
+mod archive;
 mod base;
 mod error;
 mod layer;
-mod write;
+mod oci;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use oci_spec::image::{
-    Descriptor, History, ImageIndexBuilder, ImageManifestBuilder, MediaType, PlatformBuilder,
-    SCHEMA_VERSION,
-};
+use oci_spec::image::{Descriptor, Digest, MediaType};
 use rayon::prelude::*;
 
+pub use crate::runtime::RuntimeFile;
 pub use error::Error;
-pub use layer::{Blob, Entry, LayerContent};
 
 use crate::digest::Sha256;
 use crate::recipe::Platform;
-use crate::runtime::{RuntimeFile, rfc3339};
-use write::{BlobData, Blobs, canonical_json};
+use base::Base;
+use layer::{Blob, LayerContent};
+use oci::{AddedLayer, Blobs};
 
-/// Extension layers per image before small ones fold into an overflow layer.
+/// Extension layers per platform before the smallest fold into one overflow layer.
 pub const LAYER_BUDGET: usize = 30;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The name of the layer that holds the artifacts past the budget.
+pub const OVERFLOW_LAYER: &str = "azb-overflow";
 
 /// What to assemble.
 #[derive(Debug, Clone)]
 pub struct ImageRequest {
     /// Repository name, e.g. `azb/postgres`.
     pub name: String,
-    /// Tags; the first is the main one.
+    /// Tags, e.g. `18.6-202611221530-example` and `18`; the first is the main tag.
     pub tags: Vec<String>,
     /// One image per platform.
     pub platforms: Vec<PlatformImage>,
@@ -59,364 +75,290 @@ pub struct ImageRequest {
 pub struct PlatformImage {
     /// The platform.
     pub platform: Platform,
-    /// OCI image layout directory holding the base image.
+    /// An OCI image layout directory holding the base image.
     pub base: PathBuf,
-    /// Ref name of the base manifest; None picks by platform.
+    /// The `org.opencontainers.image.ref.name` of the base in that layout; `None` takes
+    /// the first entry for `platform`.
     pub base_ref: Option<String>,
-    /// PostgreSQL major version (for the Debian layout paths).
+    /// PostgreSQL major version, for the Debian layout paths (18).
     pub pg_major: u32,
-    /// Extension artifacts, one layer each, in this order.
+    /// Extension artifacts, one layer each (within the budget), in this order.
     pub artifacts: Vec<ArtifactLayer>,
-    /// Files of the runtime layer.
+    /// Files of the last layer.
     pub runtime_files: Vec<RuntimeFile>,
-    /// Unix time of every layer entry and of the config.
+    /// Unix seconds: every layer entry's mtime, and the config's and history's `created`.
     pub created: i64,
-    /// Labels added to the config.
+    /// Labels merged over the base config's labels.
     pub labels: BTreeMap<String, String>,
 }
 
-/// One artifact: an uncompressed tar with prefix-relative paths.
+/// One artifact.
 #[derive(Debug, Clone)]
 pub struct ArtifactLayer {
-    /// Recipe name.
+    /// Recipe name, e.g. `vector`.
     pub name: String,
-    /// The artifact tar.
+    /// The uncompressed artifact tar, paths relative to the PostgreSQL prefix (`lib/...`,
+    /// `share/...`, `bin/...`, `include/...`, `licenses/<name>/...`).
     pub tar: Vec<u8>,
 }
 
 /// Where the image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// An OCI image layout directory.
+    /// `oci:DIR`: an OCI image layout directory (created or updated).
     OciDir(PathBuf),
-    /// A docker-archive tar (one platform).
+    /// `docker-archive:FILE`: a tar for `docker load` (one platform).
     DockerArchive(PathBuf),
 }
 
 impl FromStr for Output {
     type Err = Error;
+
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once(':') {
             Some(("oci", path)) if !path.is_empty() => Ok(Output::OciDir(path.into())),
             Some(("docker-archive", path)) if !path.is_empty() => {
                 Ok(Output::DockerArchive(path.into()))
             }
-            _ => Err(Error::BadOutput(text.to_owned())),
+            _ => Err(Error::BadOutput {
+                text: text.to_owned(),
+            }),
         }
     }
 }
 
 /// What was written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSummary {
-    /// The multi-platform index's digest (OCI layout with several platforms).
-    pub index_digest: Option<oci_spec::image::Digest>,
-    /// Each platform's manifest digest.
-    pub manifests: Vec<(Platform, oci_spec::image::Digest)>,
-    /// Layers of the first platform's image.
+    /// The multi-platform image index's digest (an OCI layout with several platforms).
+    pub index_digest: Option<Digest>,
+    /// Each platform's manifest digest, in request order.
+    pub manifests: Vec<(Platform, Digest)>,
+    /// Layers of the first platform's image, base layers included.
     pub layers: usize,
 }
 
-/// One platform's image, assembled in memory (base blobs stay on disk).
+/// One platform's layers, compressed, before any blob is stored.
+struct Sealed<'a> {
+    image: &'a PlatformImage,
+    base: Base,
+    layers: Vec<(AddedLayer, Blob)>,
+}
+
+/// One platform's image, its blobs in the blob set.
 struct Assembled {
+    platform: Platform,
     manifest: Descriptor,
     config: Sha256,
     layers: Vec<Sha256>,
 }
 
-fn sha256_of(descriptor: &Descriptor, dir: &std::path::Path) -> Result<Sha256, Error> {
-    descriptor
-        .digest()
-        .digest()
-        .parse()
-        .map_err(|_| Error::BlobMismatch {
-            path: base::blob_path(dir, descriptor),
-            expected: descriptor.digest().to_string(),
-            found: "a digest azb can check (only sha256 is supported)".to_owned(),
-        })
+/// A layer to write: its name (for errors), its history entry and its content.
+struct Planned {
+    name: String,
+    created_by: String,
+    content: LayerContent,
 }
 
-/// Folds the artifacts past the budget into one overflow layer (see the module docs).
-fn budget(mut layers: Vec<(String, LayerContent)>) -> Vec<(String, LayerContent)> {
-    if layers.len() <= LAYER_BUDGET {
-        return layers;
+/// Applies the layer budget (see the module docs) to `(name, tar size, content)`.
+fn fold(extensions: Vec<(String, u64, LayerContent)>) -> Vec<Planned> {
+    let own = |(name, _, content): (String, u64, LayerContent)| Planned {
+        created_by: format!("azb extension {name}"),
+        name,
+        content,
+    };
+    if extensions.len() <= LAYER_BUDGET {
+        return extensions.into_iter().map(own).collect();
     }
-    let mut by_size: Vec<usize> = (0..layers.len()).collect();
+    let mut by_size: Vec<usize> = (0..extensions.len()).collect();
     by_size.sort_by(|&a, &b| {
-        layers[b]
-            .1
-            .size()
-            .cmp(&layers[a].1.size())
-            .then_with(|| layers[a].0.cmp(&layers[b].0))
+        let (a, b) = (&extensions[a], &extensions[b]);
+        b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
     });
-    let keep: std::collections::BTreeSet<usize> =
-        by_size[..LAYER_BUDGET - 1].iter().copied().collect();
-    let mut overflow = LayerContent::default();
-    let mut kept = Vec::new();
-    for (index, layer) in layers.drain(..).enumerate() {
-        if keep.contains(&index) {
-            kept.push(layer);
+    let mut keep = vec![false; extensions.len()];
+    for &index in &by_size[..LAYER_BUDGET - 1] {
+        keep[index] = true;
+    }
+    let (mut planned, mut folded, mut overflow) = (Vec::new(), Vec::new(), LayerContent::default());
+    for (index, extension) in extensions.into_iter().enumerate() {
+        if keep[index] {
+            planned.push(own(extension));
         } else {
-            overflow.extend(layer.1);
+            folded.push(extension.0);
+            overflow.extend(extension.2);
         }
     }
-    kept.push(("azb-overflow".to_owned(), overflow));
-    kept
+    planned.push(Planned {
+        name: OVERFLOW_LAYER.to_owned(),
+        created_by: format!("azb extensions {} ({OVERFLOW_LAYER})", folded.join(", ")),
+        content: overflow,
+    });
+    planned
 }
 
-fn assemble_platform(image: &PlatformImage, blobs: &mut Blobs) -> Result<Assembled, Error> {
-    let base = base::read(&image.base, image.base_ref.as_deref(), image.platform)?;
-    let mut contents = image
+/// Reads the base, maps and checks the artifacts, and compresses every layer (in parallel).
+fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
+    let platform = image.platform;
+    let base = base::read(&image.base, image.base_ref.as_deref(), platform)?;
+    let extensions = image
         .artifacts
-        .iter()
+        .par_iter()
         .map(|a| {
-            Ok((
-                a.name.clone(),
-                LayerContent::from_artifact(&a.name, &a.tar, image.platform, image.pg_major)?,
-            ))
+            let content = LayerContent::from_artifact(a, platform, image.pg_major)?;
+            Ok((a.name.clone(), a.tar.len() as u64, content))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    contents = budget(contents);
-    let mut labelled: Vec<(String, LayerContent)> = contents
-        .into_iter()
-        .map(|(n, c)| (format!("azb extension {n}"), c))
-        .collect();
-    labelled.push((
-        "azb runtime".to_owned(),
-        LayerContent::from_runtime(&image.runtime_files),
-    ));
-    let sealed: Vec<Blob> = labelled
-        .par_iter()
-        .map(|(_, content)| content.seal(image.created))
-        .collect::<Result<_, _>>()
-        .map_err(|e| crate::fs::FsError::new("compress a layer for", &image.base, e))?;
-
-    let mut layer_descriptors = base.layers.clone();
-    let mut layers = Vec::new();
-    for descriptor in &base.layers {
-        let digest = sha256_of(descriptor, &base.dir)?;
-        blobs.0.insert(
-            digest,
-            BlobData::File(base::blob_path(&base.dir, descriptor), descriptor.size()),
-        );
-        layers.push(digest);
-    }
-    let created = rfc3339(image.created);
-    let mut config = base.config.clone();
-    config.set_created(Some(created.clone()));
-    let mut history = config.history().clone();
-    for ((label, _), blob) in labelled.iter().zip(sealed) {
-        config
-            .rootfs_mut()
-            .diff_ids_mut()
-            .push(blob.diff_id.oci_digest().to_string());
-        if let Some(history) = history.as_mut() {
-            let mut entry = History::default();
-            entry.set_created(Some(created.clone()));
-            entry.set_created_by(Some(label.clone()));
-            history.push(entry);
-        }
-        let size = blob.bytes.len() as u64;
-        let digest = blobs.add_bytes(blob.bytes);
-        layer_descriptors.push(Descriptor::new(
-            MediaType::ImageLayerGzip,
-            size,
-            digest.oci_digest(),
-        ));
-        layers.push(digest);
-    }
-    config.set_history(history);
-    let mut run_config = config.config().clone().unwrap_or_default();
-    let mut labels: HashMap<String, String> = run_config.labels().clone().unwrap_or_default();
-    labels.extend(image.labels.clone());
-    run_config.set_labels(Some(labels));
-    config.set_config(Some(run_config));
-
-    let config_bytes = canonical_json(&config);
-    let config_size = config_bytes.len() as u64;
-    let config_digest = blobs.add_bytes(config_bytes);
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
-            MediaType::ImageConfig,
-            config_size,
-            config_digest.oci_digest(),
-        ))
-        .layers(layer_descriptors)
-        .build()
-        .expect("a manifest with config and layers is complete");
-    let manifest_bytes = canonical_json(&manifest);
-    let size = manifest_bytes.len() as u64;
-    let digest = blobs.add_bytes(manifest_bytes);
-    let mut descriptor = Descriptor::new(MediaType::ImageManifest, size, digest.oci_digest());
-    descriptor.set_platform(Some(
-        PlatformBuilder::default()
-            .architecture(image.platform.oci_arch())
-            .os("linux")
-            .build()
-            .expect("a platform with os and architecture is complete"),
-    ));
-    Ok(Assembled {
-        manifest: descriptor,
-        config: config_digest,
+    let mut planned = fold(extensions);
+    planned.push(Planned {
+        name: "runtime".to_owned(),
+        created_by: "azb runtime".to_owned(),
+        content: LayerContent::from_runtime(&image.runtime_files)?,
+    });
+    let layers = planned
+        .into_par_iter()
+        .map(|p| {
+            let blob = p
+                .content
+                .seal(image.created)
+                .map_err(|source| Error::Layer {
+                    layer: p.name,
+                    platform,
+                    source,
+                })?;
+            let added = AddedLayer {
+                created_by: p.created_by,
+                diff_id: blob.diff_id,
+            };
+            Ok((added, blob))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Sealed {
+        image,
+        base,
         layers,
     })
 }
 
-fn annotated(descriptor: &Descriptor, pairs: &[(&str, String)]) -> Descriptor {
-    let mut d = descriptor.clone();
-    d.set_annotations(Some(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    ));
-    d
+/// Puts one platform's blobs, config and manifest into `blobs`.
+fn store(sealed: Sealed<'_>, blobs: &mut Blobs) -> Result<Assembled, Error> {
+    let Sealed {
+        image,
+        base,
+        layers,
+    } = sealed;
+    let mut descriptors = Vec::new();
+    let mut digests = Vec::new();
+    for descriptor in &base.layers {
+        let digest = base::sha256_of(&base.dir, descriptor.digest())?;
+        blobs.add_file(
+            digest,
+            base::blob_path(&base.dir, &digest),
+            descriptor.size(),
+        );
+        descriptors.push(descriptor.clone());
+        digests.push(digest);
+    }
+    let (added, compressed): (Vec<AddedLayer>, Vec<Blob>) = layers.into_iter().unzip();
+    for blob in compressed {
+        digests.push(blob.digest);
+        descriptors.push(blobs.add_bytes(MediaType::ImageLayerGzip, blob.bytes));
+    }
+    let config = oci::config(
+        &base.config,
+        base.layers.len(),
+        &added,
+        image.created,
+        &image.labels,
+    );
+    let config_json = oci::canonical_json(&config);
+    let config_digest = Sha256::of(&config_json);
+    let config = blobs.add_bytes(MediaType::ImageConfig, config_json);
+    let manifest = blobs.add_bytes(MediaType::ImageManifest, oci::manifest(config, descriptors));
+    tracing::debug!(platform = %image.platform, manifest = %manifest.digest(), layers = digests.len(), "assembled");
+    Ok(Assembled {
+        platform: image.platform,
+        manifest: oci::with_platform(manifest, image.platform),
+        config: config_digest,
+        layers: digests,
+    })
 }
 
-fn index_bytes(manifests: Vec<Descriptor>) -> Vec<u8> {
-    let index = ImageIndexBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageIndex)
-        .manifests(manifests)
-        .build()
-        .expect("an index with manifests is complete");
-    canonical_json(&index)
+/// Whether `tag` is a valid Docker/OCI tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && word(bytes[0])
+        && bytes.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+}
+
+/// Checks what can be checked before any work.
+fn check(request: &ImageRequest, output: &Output) -> Result<(), Error> {
+    if request.platforms.is_empty() {
+        return Err(Error::NoPlatforms {
+            name: request.name.clone(),
+        });
+    }
+    if request.tags.is_empty() {
+        return Err(Error::NoTags {
+            name: request.name.clone(),
+        });
+    }
+    if let Some(tag) = request.tags.iter().find(|t| !valid_tag(t)) {
+        return Err(Error::BadTag { tag: tag.clone() });
+    }
+    if matches!(output, Output::DockerArchive(_)) && request.platforms.len() != 1 {
+        return Err(Error::TooManyPlatforms {
+            count: request.platforms.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Assembles the request's images and writes them to `output`.
 #[tracing::instrument(level = "debug", skip_all, fields(name = %request.name))]
 pub fn assemble(request: &ImageRequest, output: &Output) -> Result<ImageSummary, Error> {
-    if matches!(output, Output::DockerArchive(_)) && request.platforms.len() != 1 {
-        return Err(Error::TooManyPlatforms(request.platforms.len()));
-    }
+    check(request, output)?;
+    let sealed = request
+        .platforms
+        .par_iter()
+        .map(seal)
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut blobs = Blobs::default();
-    let mut assembled = Vec::new();
-    for image in &request.platforms {
-        assembled.push((image.platform, assemble_platform(image, &mut blobs)?));
-    }
-    let manifests: Vec<(Platform, oci_spec::image::Digest)> = assembled
+    let assembled = sealed
+        .into_iter()
+        .map(|s| store(s, &mut blobs))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let manifests: Vec<(Platform, Descriptor)> = assembled
         .iter()
-        .map(|(p, a)| (*p, a.manifest.digest().clone()))
+        .map(|a| (a.platform, a.manifest.clone()))
         .collect();
-    let layers = assembled.first().map_or(0, |(_, a)| a.layers.len());
-    let main_tag = request
-        .tags
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "latest".to_owned());
     let mut index_digest = None;
     match output {
         Output::OciDir(dir) => {
-            let mut entries = Vec::new();
-            let top = if let [(_, only)] = &assembled[..] {
-                only.manifest.clone()
-            } else {
-                let nested =
-                    index_bytes(assembled.iter().map(|(_, a)| a.manifest.clone()).collect());
-                let size = nested.len() as u64;
-                let digest = blobs.add_bytes(nested);
-                index_digest = Some(digest.oci_digest());
-                Descriptor::new(MediaType::ImageIndex, size, digest.oci_digest())
-            };
-            for tag in &request.tags {
-                entries.push(annotated(&top, &[(REF_NAME, tag.clone())]));
-            }
-            if assembled.len() > 1 {
-                for (platform, a) in &assembled {
-                    entries.push(annotated(
-                        &a.manifest,
-                        &[(REF_NAME, format!("{main_tag}-{}", platform.oci_arch()))],
-                    ));
-                }
-            }
-            write::oci_dir(dir, &blobs, &index_bytes(entries))?;
+            let (digest, index_json) = oci::layout_index(&mut blobs, &request.tags, &manifests);
+            oci::write_layout(dir, &blobs, &index_json)?;
+            index_digest = digest;
         }
         Output::DockerArchive(file) => {
-            let (_, only) = &assembled[0];
-            let index = index_bytes(vec![annotated(
-                &only.manifest,
-                &[
-                    (
-                        "io.containerd.image.name",
-                        format!("{}:{main_tag}", request.name),
-                    ),
-                    (REF_NAME, main_tag.clone()),
-                ],
-            )]);
-            let docker_manifest = serde_json::json!([{
-                "Config": format!("blobs/sha256/{}", only.config),
-                "RepoTags": request.tags.iter().map(|t| format!("{}:{t}", request.name)).collect::<Vec<_>>(),
-                "Layers": only.layers.iter().map(|l| format!("blobs/sha256/{l}")).collect::<Vec<_>>(),
-            }]);
-            let created = request.platforms[0].created;
-            write::docker_archive(
-                file,
-                &blobs,
-                &index,
-                &canonical_json(&docker_manifest),
-                created,
-            )?;
+            let only = &assembled[0];
+            let image = archive::ArchiveImage {
+                name: &request.name,
+                tags: &request.tags,
+                manifest: &only.manifest,
+                config: only.config,
+                layers: &only.layers,
+            };
+            archive::write(file, &blobs, &image, request.platforms[0].created)?;
         }
     }
     Ok(ImageSummary {
         index_digest,
-        manifests,
-        layers,
+        manifests: manifests
+            .into_iter()
+            .map(|(p, d)| (p, d.digest().clone()))
+            .collect(),
+        layers: assembled[0].layers.len(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outputs_parse() {
-        assert_eq!(
-            "oci:out/x".parse::<Output>().unwrap(),
-            Output::OciDir("out/x".into())
-        );
-        assert_eq!(
-            "docker-archive:a.tar".parse::<Output>().unwrap(),
-            Output::DockerArchive("a.tar".into())
-        );
-        for bad in ["oci:", "tar:x", "x"] {
-            assert!(bad.parse::<Output>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn layers_past_the_budget_fold_into_one_overflow_layer() {
-        let layers: Vec<(String, LayerContent)> = (0..40)
-            .map(|i| {
-                let mut c = LayerContent::default();
-                c.insert(&format!("f{i}"), Entry::File(vec![0; i * 10], 0o644));
-                (format!("e{i:02}"), c)
-            })
-            .collect();
-        let folded = budget(layers);
-        assert_eq!(folded.len(), LAYER_BUDGET);
-        assert_eq!(folded.last().unwrap().0, "azb-overflow");
-        assert!(
-            folded[..LAYER_BUDGET - 1]
-                .iter()
-                .all(|(n, _)| n.as_str() >= "e11"),
-            "the largest keep their layers"
-        );
-        assert_eq!(
-            folded.last().unwrap().1.size(),
-            (0..11).map(|i| i * 10).sum::<usize>() as u64
-        );
-    }
-
-    #[test]
-    fn canonical_json_sorts_hash_map_keys() {
-        let map: HashMap<String, u32> = (0..50).map(|i| (format!("k{i:02}"), i)).collect();
-        let text = String::from_utf8(canonical_json(&map)).unwrap();
-        let keys: Vec<&str> = text.split('"').filter(|s| s.starts_with('k')).collect();
-        let mut sorted = keys.clone();
-        sorted.sort();
-        assert_eq!(keys, sorted);
-    }
 }

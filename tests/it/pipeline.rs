@@ -255,3 +255,66 @@ fn a_corrupted_object_is_quarantined_and_rebuilt() {
         "the rebuild is bit-for-bit the same artifact"
     );
 }
+
+#[test]
+fn plan_needs_no_network_and_writes_nothing_but_the_store_skeleton() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    // Upstreams unreachable: plan must not care.
+    let out = ctx
+        .azb()
+        .args(["plan", "--platform", "all"])
+        .env(
+            "AZB_SOURCE_MIRRORS",
+            "https://fixtures.invalid/=/nonexistent/",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let filtered: Vec<String> = table
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .enumerate()
+                .map(|(i, w)| if i == 3 && w.len() == 12 { "[HASH]" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    insta::assert_snapshot!(filtered.join("\n"));
+    for dir in ["sources", "objects", "realisations", "logs"] {
+        assert_eq!(
+            fs_err::read_dir(ctx.store().join(dir)).unwrap().count(),
+            0,
+            "{dir} was written by plan"
+        );
+    }
+}
+
+#[test]
+fn a_docker_archive_of_two_platforms_is_refused_before_building() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let out = ctx.run(&[
+        "build",
+        "--platform",
+        "all",
+        "--output",
+        "docker-archive:x.tar",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a docker-archive holds one platform"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ctx.store().exists(), "nothing may be built or stored");
+    let bad = ctx.run(&["build", "--output", "tarball:x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("expected oci:DIR or docker-archive:FILE"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -1,0 +1,183 @@
+//! The docker-archive output: one tar holding Docker's `manifest.json` (what `docker load`
+//! reads) and the same image as an OCI layout (`oci-layout`, `index.json`, `blobs/`), so
+//! tools that read either format take it. Entries are sorted by path and written with
+//! the layer rules (GNU headers, fixed mtime, root-owned, 0755/0644).
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use oci_spec::image::Descriptor;
+use serde::Serialize;
+
+use super::Error;
+use super::layer::header;
+use super::oci::{BlobSource, Blobs, OCI_LAYOUT, REF_NAME, annotated, canonical_json, index};
+use crate::digest::{HashingWriter, Sha256};
+use crate::fs::{FsError, err};
+
+/// The annotation containerd (and Docker's containerd image store) names an image by.
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+/// The one image a docker-archive holds.
+pub(crate) struct ArchiveImage<'a> {
+    /// Repository name, e.g. `azb/postgres`.
+    pub name: &'a str,
+    /// Tags, the main one first.
+    pub tags: &'a [String],
+    /// The manifest's descriptor.
+    pub manifest: &'a Descriptor,
+    /// The config blob.
+    pub config: Sha256,
+    /// The layer blobs, base first.
+    pub layers: &'a [Sha256],
+}
+
+/// Docker's `manifest.json` entry.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifest {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+/// The path of a blob inside the archive.
+fn blob_entry(digest: &Sha256) -> String {
+    format!("blobs/sha256/{digest}")
+}
+
+/// `name:tag` in Docker's fully qualified form (`docker.io/library/x:t` for `x:t`).
+fn qualified(name: &str, tag: &str) -> String {
+    let first = name.split('/').next().unwrap_or_default();
+    let has_domain = name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+    match (has_domain, name.contains('/')) {
+        (true, _) => format!("{name}:{tag}"),
+        (false, true) => format!("docker.io/{name}:{tag}"),
+        (false, false) => format!("docker.io/library/{name}:{tag}"),
+    }
+}
+
+/// Reads through `inner`, hashing what passes.
+struct HashingReader<R> {
+    inner: R,
+    hash: HashingWriter<io::Sink>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Writes the docker-archive `file` (atomically: a temp file beside it, then a rename).
+pub(crate) fn write(
+    file: &Path,
+    blobs: &Blobs,
+    image: &ArchiveImage,
+    mtime: i64,
+) -> Result<(), Error> {
+    let mtime = mtime.max(0) as u64;
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+    let tmp = tempfile::NamedTempFile::new_in(parent)
+        .map_err(|e| FsError::new("create a temp file in", parent, e))?;
+    let io = |source| Error::Archive {
+        path: file.to_owned(),
+        source,
+    };
+    let mut tar = tar::Builder::new(io::BufWriter::new(tmp.as_file()));
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(tar::EntryType::Directory, 0o755, 0, mtime);
+        tar.append_data(&mut h, dir, io::empty()).map_err(io)?;
+    }
+    for (digest, source, _) in blobs.iter() {
+        match source {
+            BlobSource::Bytes(bytes) => {
+                let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
+                tar.append_data(&mut h, blob_entry(digest), &bytes[..])
+                    .map_err(io)?;
+            }
+            BlobSource::File(path) => {
+                // Hashed while copied; on a mismatch the temp file is dropped, not renamed.
+                let opened =
+                    err::File::open(path).map_err(|e| FsError::new("open blob", path, e))?;
+                let len = opened
+                    .metadata()
+                    .map_err(|e| FsError::new("read metadata of", path, e))?
+                    .len();
+                let mut h = header(tar::EntryType::Regular, 0o644, len, mtime);
+                let mut reader = HashingReader {
+                    inner: opened,
+                    hash: HashingWriter::new(io::sink()),
+                };
+                tar.append_data(&mut h, blob_entry(digest), &mut reader)
+                    .map_err(io)?;
+                let (_, found) = reader.hash.finish();
+                if found.sha256 != *digest {
+                    return Err(Error::BlobMismatch {
+                        path: path.clone(),
+                        expected: digest.oci_digest(),
+                        found: found.sha256.oci_digest(),
+                    });
+                }
+            }
+        }
+    }
+    let entries = image
+        .tags
+        .iter()
+        .map(|tag| {
+            let pairs = [
+                (CONTAINERD_NAME, qualified(image.name, tag)),
+                (REF_NAME, tag.clone()),
+            ];
+            annotated(image.manifest, &pairs)
+        })
+        .collect();
+    let docker = [DockerManifest {
+        config: blob_entry(&image.config),
+        repo_tags: image
+            .tags
+            .iter()
+            .map(|tag| format!("{}:{tag}", image.name))
+            .collect(),
+        layers: image.layers.iter().map(blob_entry).collect(),
+    }];
+    let index_json = index(entries);
+    let manifest_json = canonical_json(&docker);
+    let files: [(&str, &[u8]); 3] = [
+        ("index.json", &index_json),
+        ("manifest.json", &manifest_json),
+        ("oci-layout", OCI_LAYOUT),
+    ];
+    for (path, bytes) in files {
+        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
+        tar.append_data(&mut h, path, bytes).map_err(io)?;
+    }
+    tar.into_inner().and_then(|mut w| w.flush()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(file)
+        .map_err(|e| FsError::new("rename temp file onto", file, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_qualified_like_docker_does() {
+        assert_eq!(qualified("postgres", "18"), "docker.io/library/postgres:18");
+        assert_eq!(qualified("azb/postgres", "18"), "docker.io/azb/postgres:18");
+        assert_eq!(
+            qualified("ghcr.io/azb/postgres", "18"),
+            "ghcr.io/azb/postgres:18"
+        );
+        assert_eq!(qualified("localhost:5000/pg", "18"), "localhost:5000/pg:18");
+    }
+}

@@ -1,0 +1,416 @@
+//! Whole-assembly tests: determinism, the budget, and what skopeo and umoci (installed
+//! here) accept. The docker test is `#[ignore]`d: it needs a running Docker engine
+//! (`cargo test --lib image -- --ignored`).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use super::testing::{Fixture, artifact, base_layout, labels};
+use super::*;
+use crate::build::{elf_machine, elf_test_header as elf_header};
+use crate::fs::err;
+
+const CREATED: i64 = 1_763_825_400; // 2025-11-22T15:30:00Z
+
+fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageRequest {
+    let platforms = platforms
+        .iter()
+        .map(|&platform| {
+            let so = elf_header(platform.elf_machine(), true);
+            let mut list = vec![artifact(
+                "hello",
+                &[
+                    ("lib/hello.so", &so, 0o755),
+                    ("share/extension/hello.control", b"comment = 'hi'\n", 0o644),
+                    ("include/server/hello.h", b"int x;\n", 0o644),
+                    ("licenses/hello/LICENSE", b"MIT\n", 0o644),
+                ],
+            )];
+            for i in 1..artifacts {
+                let control = format!("share/extension/e{i:02}.control");
+                list.push(artifact(
+                    &format!("e{i:02}"),
+                    &[(&control, &vec![b'x'; i * 600], 0o644)],
+                ));
+            }
+            PlatformImage {
+                platform,
+                base: base.to_owned(),
+                base_ref: Some("base".into()),
+                pg_major: 18,
+                artifacts: list,
+                runtime_files: vec![RuntimeFile {
+                    path: "/etc/postgresql/version-info.json".into(),
+                    contents: b"{}\n".to_vec(),
+                    mode: 0o644,
+                }],
+                created: CREATED,
+                labels: labels(),
+            }
+        })
+        .collect();
+    ImageRequest {
+        name: "azb/postgres".into(),
+        tags: vec!["18.6-202511221530-test".into(), "18".into()],
+        platforms,
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn skopeo_inspect(reference: String, arch: Option<&str>) -> serde_json::Value {
+    let mut cmd = Command::new("skopeo");
+    if let Some(arch) = arch {
+        cmd.args(["--override-arch", arch, "--override-os", "linux"]);
+    }
+    serde_json::from_str(&run(cmd.arg("inspect").arg(reference))).unwrap()
+}
+
+fn blob_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = err::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn outputs_parse() {
+    assert_eq!(
+        "oci:out/x".parse::<Output>().unwrap(),
+        Output::OciDir("out/x".into())
+    );
+    assert_eq!(
+        "docker-archive:a.tar".parse::<Output>().unwrap(),
+        Output::DockerArchive("a.tar".into())
+    );
+    for bad in ["oci:", "tar:x", "x", "docker-archive"] {
+        let error = bad.parse::<Output>().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("expected oci:DIR or docker-archive:FILE"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn the_same_request_gives_the_same_bytes_from_different_bases_and_dirs() {
+    let work = tempfile::tempdir().unwrap();
+    let all = [Platform::Amd64, Platform::Arm64];
+    let mut summaries = Vec::new();
+    for n in ["one", "two"] {
+        let base = work.path().join(format!("base-{n}"));
+        base_layout(&base, &all, Fixture::Nested);
+        let out = work.path().join(format!("out-{n}"));
+        summaries.push(assemble(&request(&base, &all, 3), &Output::OciDir(out)).unwrap());
+    }
+    assert_eq!(summaries[0], summaries[1]);
+    assert!(summaries[0].index_digest.is_some());
+    assert_eq!(summaries[0].layers, 1 + 3 + 1);
+    let (one, two) = (work.path().join("out-one"), work.path().join("out-two"));
+    assert_eq!(
+        err::read(one.join("index.json")).unwrap(),
+        err::read(two.join("index.json")).unwrap()
+    );
+    assert_eq!(blob_names(&one), blob_names(&two));
+    // Assembling again into an existing layout keeps it as it is.
+    let again = assemble(
+        &request(&work.path().join("base-one"), &all, 3),
+        &Output::OciDir(one.clone()),
+    );
+    assert_eq!(again.unwrap(), summaries[0]);
+    assert_eq!(blob_names(&one), blob_names(&two));
+}
+
+#[test]
+fn past_the_budget_the_smallest_artifacts_fold_into_one_overflow_layer() {
+    let extensions: Vec<(String, u64, LayerContent)> = (0..40)
+        .map(|i| {
+            (
+                format!("e{i:02}"),
+                if i == 3 { 10 } else { 1000 - i },
+                LayerContent::default(),
+            )
+        })
+        .collect();
+    let planned = fold(extensions);
+    assert_eq!(planned.len(), LAYER_BUDGET);
+    let kept: Vec<&str> = planned[..LAYER_BUDGET - 1]
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let expected: Vec<String> = (0..30)
+        .filter(|&i| i != 3)
+        .map(|i| format!("e{i:02}"))
+        .collect();
+    assert_eq!(
+        kept, expected,
+        "the largest keep their layers, in request order"
+    );
+    let overflow = &planned[LAYER_BUDGET - 1];
+    assert_eq!(overflow.name, OVERFLOW_LAYER);
+    assert!(
+        overflow
+            .created_by
+            .starts_with("azb extensions e03, e30, e31,"),
+        "{}",
+        overflow.created_by
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    base_layout(work.path(), &[Platform::Arm64], Fixture::Flat);
+    let out = work.path().join("out");
+    let summary = assemble(
+        &request(work.path(), &[Platform::Arm64], 33),
+        &Output::OciDir(out.clone()),
+    );
+    assert_eq!(summary.unwrap().layers, 1 + LAYER_BUDGET + 1);
+    let info = skopeo_inspect(format!("oci:{}:18", out.display()), None);
+    assert_eq!(
+        info["Layers"].as_array().unwrap().len(),
+        1 + LAYER_BUDGET + 1
+    );
+}
+
+#[test]
+fn skopeo_and_umoci_read_every_platform_of_a_multi_arch_layout() {
+    let work = tempfile::tempdir().unwrap();
+    let all = [Platform::Amd64, Platform::Arm64];
+    let base = work.path().join("base");
+    base_layout(&base, &all, Fixture::Nested);
+    let out = work.path().join("out");
+    let summary = assemble(&request(&base, &all, 2), &Output::OciDir(out.clone())).unwrap();
+    let host = skopeo_inspect(format!("oci:{}:18", out.display()), None);
+    assert_eq!(host["Architecture"], "amd64");
+    for platform in all {
+        let arch = platform.oci_arch();
+        for tag in ["18", "18.6-202511221530-test"] {
+            let info = skopeo_inspect(format!("oci:{}:{tag}", out.display()), Some(arch));
+            assert_eq!(info["Architecture"], arch, "{tag}");
+            assert_eq!(info["Layers"].as_array().unwrap().len(), 4);
+            assert_eq!(info["Created"], "2025-11-22T15:30:00Z");
+            assert_eq!(info["Labels"]["io.azb.postgresql.version"], "18.6");
+            assert_eq!(info["Labels"]["org.example.base"], "yes");
+        }
+        let bundle = work.path().join(format!("bundle-{arch}"));
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:18.6-202511221530-test-{arch}", out.display()))
+            .arg(&bundle));
+        let rootfs = bundle.join("rootfs");
+        let so = err::read(rootfs.join("usr/lib/postgresql/18/lib/hello.so")).unwrap();
+        assert_eq!(elf_machine(&so), Some(platform.elf_machine()));
+        assert!(
+            rootfs
+                .join("usr/share/postgresql/18/extension/hello.control")
+                .is_file()
+        );
+        assert!(rootfs.join("usr/share/doc/azb/hello/LICENSE").is_file());
+        assert!(rootfs.join("etc/postgresql/version-info.json").is_file());
+        assert!(
+            rootfs.join("usr/lib/postgresql/18/bin/postgres").is_file(),
+            "base layer"
+        );
+        assert!(!rootfs.join("usr/lib/postgresql/18/include").exists());
+        let os_release = err::read_to_string(rootfs.join("etc/os-release")).unwrap();
+        assert!(os_release.contains(&format!("ARCH={arch}")));
+    }
+    let manifests: Vec<Platform> = summary.manifests.iter().map(|(p, _)| *p).collect();
+    assert_eq!(manifests, all);
+}
+
+#[test]
+fn a_single_platform_layout_names_its_manifest_by_tag() {
+    let work = tempfile::tempdir().unwrap();
+    base_layout(work.path(), &[Platform::Arm64], Fixture::Flat);
+    let out = work.path().join("out");
+    let summary = assemble(
+        &request(work.path(), &[Platform::Arm64], 1),
+        &Output::OciDir(out.clone()),
+    );
+    assert_eq!(summary.unwrap().index_digest, None);
+    let info = skopeo_inspect(format!("oci:{}:18", out.display()), Some("arm64"));
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 3);
+    let bundle = work.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:18", out.display()))
+        .arg(&bundle));
+    assert!(
+        bundle
+            .join("rootfs/usr/lib/postgresql/18/lib/hello.so")
+            .is_file()
+    );
+}
+
+#[test]
+fn wrong_machines_stray_paths_and_tampered_base_blobs_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    base_layout(work.path(), &[Platform::Arm64], Fixture::Flat);
+    let out = Output::OciDir(work.path().join("out"));
+    let mut req = request(work.path(), &[Platform::Arm64], 1);
+    req.platforms[0].artifacts.push(artifact(
+        "foo",
+        &[("lib/foo.so", &elf_header(62, true), 0o755)],
+    ));
+    let error = assemble(&req, &out).unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "x86-64 file lib/foo.so in artifact `foo` cannot go into a linux/arm64 image"
+        ),
+        "{error}"
+    );
+
+    req.platforms[0].artifacts[1] = artifact("foo", &[("etc/foo.conf", b"x", 0o644)]);
+    let error = assemble(&req, &out).unwrap_err().to_string();
+    assert!(
+        error.contains("artifact `foo` holds `etc/foo.conf`"),
+        "{error}"
+    );
+
+    req.platforms[0].artifacts.pop();
+    let base_layer = err::read_dir(work.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| err::read(p).unwrap().starts_with(&[0x1f, 0x8b]))
+        .unwrap();
+    let mut bytes = err::read(&base_layer).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    err::write(&base_layer, bytes).unwrap();
+    let error = assemble(&req, &out).unwrap_err();
+    assert!(
+        matches!(&error, Error::BlobMismatch { path, .. } if *path == base_layer),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_docker_archive_holds_one_platform_with_manifest_json_and_an_oci_layout() {
+    let work = tempfile::tempdir().unwrap();
+    let all = [Platform::Amd64, Platform::Arm64];
+    base_layout(work.path(), &all, Fixture::Nested);
+    let file = work.path().join("image.tar");
+    let out = Output::DockerArchive(file.clone());
+    let error = assemble(&request(work.path(), &all, 1), &out).unwrap_err();
+    assert!(
+        error.to_string().contains("pass --platform amd64 or arm64"),
+        "{error}"
+    );
+
+    assemble(&request(work.path(), &[Platform::Amd64], 2), &out).unwrap();
+    let first = err::read(&file).unwrap();
+    assemble(&request(work.path(), &[Platform::Amd64], 2), &out).unwrap();
+    assert_eq!(
+        first,
+        err::read(&file).unwrap(),
+        "the archive is reproducible"
+    );
+    let mut archive = tar::Archive::new(&first[..]);
+    let mut paths = Vec::new();
+    let mut manifest = String::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        assert_eq!(entry.header().mtime().unwrap(), CREATED as u64);
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if path == "manifest.json" {
+            entry.read_to_string(&mut manifest).unwrap();
+        }
+        paths.push(path);
+    }
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["azb/postgres:18.6-202511221530-test", "azb/postgres:18"])
+    );
+    assert_eq!(manifest[0]["Layers"].as_array().unwrap().len(), 4);
+    // skopeo reads both halves: Docker's manifest.json and the OCI layout.
+    let docker = skopeo_inspect(format!("docker-archive:{}", file.display()), None);
+    let oci = skopeo_inspect(format!("oci-archive:{}:18", file.display()), None);
+    for key in ["Architecture", "Created", "Labels", "Env"] {
+        assert_eq!(docker[key], oci[key], "{key}");
+    }
+    assert_eq!(docker["Layers"].as_array().unwrap().len(), 4);
+    assert_eq!(oci["Architecture"], "amd64");
+}
+
+/// Builds a runnable base from the host's `cat` and its libraries, through `docker
+/// import` and `skopeo copy`, then loads the assembled archive and reads a file with it.
+/// Needs Docker: `cargo test --lib image -- --ignored`.
+#[test]
+#[ignore = "needs a running Docker engine"]
+fn docker_loads_and_runs_the_archive() {
+    let work = tempfile::tempdir().unwrap();
+    let mut rootfs = layer::LayerContent::default();
+    let ldd = run(Command::new("ldd").arg("/usr/bin/cat"));
+    let mut files: Vec<String> = ldd
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+        .map(str::to_owned)
+        .collect();
+    files.push("/usr/bin/cat".into());
+    for file in &files {
+        let data = err::read(file).unwrap();
+        rootfs.insert(
+            file.trim_start_matches('/'),
+            layer::Entry::File(data, 0o755),
+        );
+    }
+    let blob = rootfs.seal(0).unwrap();
+    let rootfs_tar = work.path().join("rootfs.tar.gz");
+    err::write(&rootfs_tar, &blob.bytes).unwrap();
+    let id = std::process::id();
+    let (base_image, image) = (
+        format!("azb-image-test-base:{id}"),
+        format!("azb-image-test/pg:t{id}"),
+    );
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for image in &self.0 {
+                let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![base_image.clone(), image.clone()]);
+    run(Command::new("docker")
+        .args(["import", "--change", "CMD [\"/usr/bin/cat\"]"])
+        .arg(&rootfs_tar)
+        .arg(&base_image));
+    let base = work.path().join("base");
+    run(Command::new("skopeo")
+        .args(["copy", &format!("docker-daemon:{base_image}")])
+        .arg(format!("oci:{}:base", base.display())));
+
+    let mut req = request(&base, &[Platform::Amd64], 2);
+    req.name = "azb-image-test/pg".into();
+    req.tags = vec![format!("t{id}")];
+    let file = work.path().join("image.tar");
+    assemble(&req, &Output::DockerArchive(file.clone())).unwrap();
+    let loaded = run(Command::new("docker").arg("load").arg("-i").arg(&file));
+    assert!(loaded.contains(&image), "{loaded}");
+    let control = run(Command::new("docker").args([
+        "run",
+        "--rm",
+        &image,
+        "/usr/bin/cat",
+        "/usr/share/postgresql/18/extension/hello.control",
+    ]));
+    assert_eq!(control, "comment = 'hi'\n");
+}
