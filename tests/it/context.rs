@@ -57,6 +57,18 @@ pub struct RecipeSpec<'a> {
     pub enabled: bool,
 }
 
+impl<'a> RecipeSpec<'a> {
+    /// An enabled recipe with no dependencies.
+    pub fn new(name: &'a str, commit: String) -> Self {
+        Self {
+            name,
+            commit,
+            depends: &[],
+            enabled: true,
+        }
+    }
+}
+
 impl TestContext {
     /// An empty project with the fixture repositories and an image definition for both
     /// platforms.
@@ -153,6 +165,12 @@ impl TestContext {
 
     /// Writes recipes/<name>.ron for a fixture.
     pub fn write_recipe(&self, spec: RecipeSpec<'_>) {
+        self.write_recipe_with_flags(spec, &[]);
+    }
+
+    /// Writes recipes/<name>.ron for a fixture with PGXS make flags.
+    pub fn write_recipe_with_flags(&self, spec: RecipeSpec<'_>, flags: &[&str]) {
+        let flags: Vec<String> = flags.iter().map(|f| format!("\"{f}\"")).collect();
         let deps: Vec<String> = spec.depends.iter().map(|d| format!("\"{d}\"")).collect();
         let text = format!(
             r#"// Test recipe for the {name} fixture.
@@ -167,7 +185,7 @@ Recipe(
         commit: "{commit}",
         tag: Some("v1.0"),
     ),
-    build: Pgxs(flags: []),
+    build: Pgxs(flags: [{flags}]),
     depends: [{deps}],
     runtime: (create: true),
     enabled: {enabled},
@@ -176,6 +194,7 @@ Recipe(
             name = spec.name,
             commit = spec.commit,
             deps = deps.join(", "),
+            flags = flags.join(", "),
             enabled = spec.enabled,
         );
         fs_err::write(self.recipe_path(spec.name), text).unwrap();

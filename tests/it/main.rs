@@ -2,6 +2,7 @@
 //! PostgreSQL 18 servers, OCI tools and the Docker engine.
 
 mod context;
+mod demo;
 mod errors;
 mod image;
 mod pipeline;

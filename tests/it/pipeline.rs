@@ -318,3 +318,41 @@ fn a_docker_archive_of_two_platforms_is_refused_before_building() {
         stderr(&bad)
     );
 }
+
+/// The SQL script the netcheck fixture installed: what its build saw of the network.
+fn netcheck(ctx: &TestContext, network: bool) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let commit = ctx.commit_fixture("azb_netcheck", &[]);
+    ctx.write_recipe_with_flags(
+        RecipeSpec::new("azb_netcheck", commit),
+        &[&format!("PROBE_PORT={port}")],
+    );
+    let mut cmd = ctx.azb();
+    cmd.args(["build", "--platform", "amd64"]);
+    if network {
+        cmd.env("AZB_BUILD_NETWORK", "1");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tar = artifacts(ctx, "amd64").pop().unwrap();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut script = String::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with("azb_netcheck--1.0.sql") {
+            std::io::Read::read_to_string(&mut entry, &mut script).unwrap();
+        }
+    }
+    script
+}
+
+#[test]
+fn builds_have_no_network_unless_allowed() {
+    shared();
+    let isolated = TestContext::new();
+    assert_eq!(netcheck(&isolated, false).trim(), "-- network: unreachable");
+    // The probe itself works: with the network allowed it connects.
+    let open = TestContext::new();
+    assert_eq!(netcheck(&open, true).trim(), "-- network: reachable");
+}
