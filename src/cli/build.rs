@@ -9,7 +9,7 @@ use crate::build::{self, Outcome, Scheduler};
 use crate::drv::Plan;
 use crate::fetch::Fetcher;
 use crate::graph::Graph;
-use crate::image::{self, ArtifactLayer, ImageRequest, Output, PlatformImage};
+use crate::image::{self, ArtifactLayer, ImageRequest, LayerCache, Output, PlatformImage};
 use crate::recipe::{BaseImage, Platform, Project};
 use crate::runtime::{self, VersionInfo};
 use crate::store::Store;
@@ -76,7 +76,7 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         );
     }
     if let Some(output) = output {
-        let request = image_request(&project, &plan, &outcome, &platforms);
+        let request = image_request(&store, &project, &plan, &outcome, &platforms);
         let summary = image::assemble(&request, &output).map_err(Failure::environment)?;
         match summary.index_digest {
             Some(digest) => println!("{digest}"),
@@ -112,6 +112,7 @@ fn record_last_build(
 }
 
 fn image_request(
+    store: &Store,
     project: &Project,
     plan: &Plan<'_>,
     outcome: &Outcome,
@@ -135,9 +136,13 @@ fn image_request(
             pg_major: project.image.pg_major,
             artifacts: plan
                 .for_platform(platform)
-                .map(|p| ArtifactLayer {
-                    name: p.drv.name.to_string(),
-                    tar: outcome.artifacts[&p.hash].1.clone(),
+                .map(|p| {
+                    let (record, tar) = &outcome.artifacts[&p.hash];
+                    ArtifactLayer {
+                        name: p.drv.name.to_string(),
+                        tar: tar.clone(),
+                        mtime: record.source_time,
+                    }
                 })
                 .collect(),
             runtime_files: info.files(),
@@ -149,6 +154,7 @@ fn image_request(
         name: project.image.name.clone(),
         tags: runtime::tags(&project.image, created_all),
         platforms: images,
+        layer_cache: Some(LayerCache::new(store.layout().layers())),
     }
 }
 

@@ -3,17 +3,19 @@
 //! that depends only on content: sorted by path, every parent directory present, GNU
 //! headers, mtime fixed, uid/gid 0 with empty names, modes normalized, no extended
 //! attributes. The tar is gzipped with no file name, mtime 0, OS "unknown" and a fixed
-//! level, hashed on the way (diff_id before gzip, digest after).
+//! level, hashed on the way (diff_id before gzip, digest after); a [`LayerCache`] keeps
+//! compressed layers so the same tar is compressed once.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::path::{Component, Path};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
 
 use super::{ArtifactLayer, Error, RuntimeFile};
 use crate::build::{ELF_HEADER_LEN, elf_machine};
 use crate::digest::{HashingWriter, Sha256};
+use crate::fs::{FsError, err, write_atomic};
 use crate::recipe::Platform;
 
 /// gzip level of every layer: fixed, so the same tar always gives the same blob.
@@ -169,12 +171,34 @@ impl LayerContent {
         Ok(layer)
     }
 
-    /// Writes the layer tar with every entry's mtime at `mtime`, gzips it, and hashes both.
-    pub fn seal(&self, mtime: i64) -> io::Result<Blob> {
-        let gzip = GzBuilder::new()
+    /// Writes the layer tar with every entry's mtime at `mtime` and gzips it; with a
+    /// cache, a tar compressed before is not compressed again.
+    pub fn seal(&self, mtime: i64, cache: Option<&LayerCache>) -> io::Result<Blob> {
+        let tar = self.tar(mtime)?;
+        let diff_id = Sha256::of(&tar);
+        if let Some(blob) = cache.and_then(|c| c.get(&diff_id)) {
+            return Ok(blob);
+        }
+        let mut gzip = GzBuilder::new()
             .mtime(0)
             .write(HashingWriter::new(Vec::new()), Compression::new(GZIP_LEVEL));
-        let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+        gzip.write_all(&tar)?;
+        let (mut bytes, blob_digests) = gzip.finish()?.finish();
+        bytes.shrink_to_fit();
+        let blob = Blob {
+            bytes,
+            digest: blob_digests.sha256,
+            diff_id,
+        };
+        if let Some(cache) = cache {
+            cache.put(&blob);
+        }
+        Ok(blob)
+    }
+
+    /// The uncompressed layer tar, every entry's mtime at `mtime`.
+    fn tar(&self, mtime: i64) -> io::Result<Vec<u8>> {
+        let mut tar = tar::Builder::new(Vec::new());
         let mtime = mtime.max(0) as u64;
         for (path, entry) in &self.entries {
             match entry {
@@ -192,15 +216,69 @@ impl LayerContent {
                 }
             }
         }
-        let (gzip, tar_digests) = tar.into_inner()?.finish();
-        let (mut bytes, blob_digests) = gzip.finish()?.finish();
-        bytes.shrink_to_fit();
-        Ok(Blob {
+        tar.into_inner()
+    }
+}
+
+/// Compressed layers kept between builds (in the store's `layers/`), named by the sha256
+/// of their uncompressed tar: `<diff_id>.json` records the blob's digest, `blobs/<digest>`
+/// holds it. Every read is checked against the recorded digest; a bad or missing entry is
+/// simply compressed again. Writes are atomic; failures to write only cost speed.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+impl LayerCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn record(&self, diff_id: &Sha256) -> PathBuf {
+        self.dir.join(format!("{diff_id}.json"))
+    }
+
+    fn blob(&self, digest: &Sha256) -> PathBuf {
+        self.dir.join("blobs").join(digest.to_string())
+    }
+
+    fn get(&self, diff_id: &Sha256) -> Option<Blob> {
+        let record = err::read(self.record(diff_id)).ok()?;
+        let digest: Sha256 = serde_json::from_slice::<CacheRecord>(&record).ok()?.digest;
+        let bytes = err::read(self.blob(&digest)).ok()?;
+        if Sha256::of(&bytes) != digest {
+            tracing::warn!(%diff_id, "cached layer blob does not match its digest; compressing again");
+            return None;
+        }
+        Some(Blob {
             bytes,
-            digest: blob_digests.sha256,
-            diff_id: tar_digests.sha256,
+            digest,
+            diff_id: *diff_id,
         })
     }
+
+    fn put(&self, blob: &Blob) {
+        let tmp = self.dir.join("tmp");
+        let written = err::create_dir_all(&tmp)
+            .map_err(|e| FsError::new("create directory", &tmp, e))
+            .and_then(|()| write_atomic(&tmp, &self.blob(&blob.digest), &blob.bytes))
+            .and_then(|()| {
+                let record = serde_json::to_vec(&CacheRecord {
+                    digest: blob.digest,
+                })
+                .expect("a record serialises");
+                write_atomic(&tmp, &self.record(&blob.diff_id), &record)
+            });
+        if let Err(e) = written {
+            tracing::warn!("cannot keep a compressed layer: {e}");
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheRecord {
+    digest: Sha256,
 }
 
 /// A GNU tar header with everything but the entry's own facts fixed.
@@ -373,6 +451,7 @@ mod tests {
         let tar = ArtifactLayer {
             name: "l".into(),
             tar: builder.into_inner().unwrap(),
+            mtime: 0,
         };
         let layer = LayerContent::from_artifact(&tar, Platform::Amd64, 18).unwrap();
         let lib = "usr/lib/postgresql/18/lib";
@@ -393,8 +472,8 @@ mod tests {
         layer.insert("etc/postgresql/a", Entry::File(b"1".to_vec(), 0o755));
         layer.insert("etc/alink", Entry::Symlink("postgresql/a".into()));
         let (one, two) = (
-            layer.seal(1_700_000_000).unwrap(),
-            layer.seal(1_700_000_000).unwrap(),
+            layer.seal(1_700_000_000, None).unwrap(),
+            layer.seal(1_700_000_000, None).unwrap(),
         );
         assert_eq!(one.bytes, two.bytes);
         assert_eq!(Sha256::of(&one.bytes), one.digest);
@@ -420,7 +499,7 @@ mod tests {
                 ("etc/postgresql/b".into(), t, 0o600, 0, 0, R),
             ]
         );
-        assert_ne!(layer.seal(1).unwrap().digest, one.digest);
+        assert_ne!(layer.seal(1, None).unwrap().digest, one.digest);
     }
 
     #[test]
@@ -448,5 +527,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_layer_cache_returns_the_same_blob_and_survives_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(dir.path().to_owned());
+        let mut layer = LayerContent::default();
+        layer.insert("etc/x", Entry::File(vec![7; 4096], 0o644));
+        let fresh = layer.seal(5, Some(&cache)).unwrap();
+        let cached = cache
+            .get(&fresh.diff_id)
+            .expect("kept after the first seal");
+        assert_eq!((cached.digest, &cached.bytes), (fresh.digest, &fresh.bytes));
+        // A damaged cached blob is never used: the layer is compressed again.
+        err::write(cache.blob(&fresh.digest), b"not gzip").unwrap();
+        assert!(cache.get(&fresh.diff_id).is_none());
+        let again = layer.seal(5, Some(&cache)).unwrap();
+        assert_eq!(again.digest, fresh.digest);
+        assert_eq!(Sha256::of(&again.bytes), fresh.digest);
     }
 }

@@ -50,6 +50,7 @@ pub use error::Error;
 use crate::digest::Sha256;
 use crate::recipe::Platform;
 use base::Base;
+pub use layer::LayerCache;
 use layer::{Blob, LayerContent};
 use oci::{AddedLayer, Blobs};
 
@@ -68,6 +69,8 @@ pub struct ImageRequest {
     pub tags: Vec<String>,
     /// One image per platform.
     pub platforms: Vec<PlatformImage>,
+    /// Where compressed layers are kept between builds, if anywhere.
+    pub layer_cache: Option<LayerCache>,
 }
 
 /// One platform's image.
@@ -86,7 +89,7 @@ pub struct PlatformImage {
     pub artifacts: Vec<ArtifactLayer>,
     /// Files of the last layer.
     pub runtime_files: Vec<RuntimeFile>,
-    /// Unix seconds: every layer entry's mtime, and the config's and history's `created`.
+    /// Unix seconds: the runtime layer's mtimes and the config's and history's `created`.
     pub created: i64,
     /// Labels merged over the base config's labels.
     pub labels: BTreeMap<String, String>,
@@ -100,6 +103,9 @@ pub struct ArtifactLayer {
     /// The uncompressed artifact tar, paths relative to the PostgreSQL prefix (`lib/...`,
     /// `share/...`, `bin/...`, `include/...`, `licenses/<name>/...`).
     pub tar: Vec<u8>,
+    /// Unix seconds for every entry of its layer: the artifact's own source time, so a
+    /// layer changes only when its artifact does (not when another extension is re-pinned).
+    pub mtime: i64,
 }
 
 /// Where the image goes.
@@ -153,19 +159,21 @@ struct Assembled {
     layers: Vec<Sha256>,
 }
 
-/// A layer to write: its name (for errors), its history entry and its content.
+/// A layer to write: its name (for errors), its history entry, its content and mtime.
 struct Planned {
     name: String,
     created_by: String,
     content: LayerContent,
+    mtime: i64,
 }
 
-/// Applies the layer budget (see the module docs) to `(name, tar size, content)`.
-fn fold(extensions: Vec<(String, u64, LayerContent)>) -> Vec<Planned> {
-    let own = |(name, _, content): (String, u64, LayerContent)| Planned {
+/// Applies the layer budget (see the module docs) to `(name, tar size, content, mtime)`.
+fn fold(extensions: Vec<(String, u64, LayerContent, i64)>) -> Vec<Planned> {
+    let own = |(name, _, content, mtime): (String, u64, LayerContent, i64)| Planned {
         created_by: format!("azb extension {name}"),
         name,
         content,
+        mtime,
     };
     if extensions.len() <= LAYER_BUDGET {
         return extensions.into_iter().map(own).collect();
@@ -180,24 +188,27 @@ fn fold(extensions: Vec<(String, u64, LayerContent)>) -> Vec<Planned> {
         keep[index] = true;
     }
     let (mut planned, mut folded, mut overflow) = (Vec::new(), Vec::new(), LayerContent::default());
+    let mut overflow_mtime = 0;
     for (index, extension) in extensions.into_iter().enumerate() {
         if keep[index] {
             planned.push(own(extension));
         } else {
             folded.push(extension.0);
             overflow.extend(extension.2);
+            overflow_mtime = overflow_mtime.max(extension.3);
         }
     }
     planned.push(Planned {
         name: OVERFLOW_LAYER.to_owned(),
         created_by: format!("azb extensions {} ({OVERFLOW_LAYER})", folded.join(", ")),
         content: overflow,
+        mtime: overflow_mtime,
     });
     planned
 }
 
 /// Reads the base, maps and checks the artifacts, and compresses every layer (in parallel).
-fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
+fn seal<'a>(image: &'a PlatformImage, cache: Option<&LayerCache>) -> Result<Sealed<'a>, Error> {
     let platform = image.platform;
     let base = base::read(&image.base, image.base_ref.as_deref(), platform)?;
     let extensions = image
@@ -205,7 +216,7 @@ fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
         .par_iter()
         .map(|a| {
             let content = LayerContent::from_artifact(a, platform, image.pg_major)?;
-            Ok((a.name.clone(), a.tar.len() as u64, content))
+            Ok((a.name.clone(), a.tar.len() as u64, content, a.mtime))
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let mut planned = fold(extensions);
@@ -213,13 +224,14 @@ fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
         name: "runtime".to_owned(),
         created_by: "azb runtime".to_owned(),
         content: LayerContent::from_runtime(&image.runtime_files)?,
+        mtime: image.created,
     });
     let layers = planned
         .into_par_iter()
         .map(|p| {
             let blob = p
                 .content
-                .seal(image.created)
+                .seal(p.mtime, cache)
                 .map_err(|source| Error::Layer {
                     layer: p.name,
                     platform,
@@ -323,7 +335,7 @@ pub fn assemble(request: &ImageRequest, output: &Output) -> Result<ImageSummary,
     let sealed = request
         .platforms
         .par_iter()
-        .map(seal)
+        .map(|image| seal(image, request.layer_cache.as_ref()))
         .collect::<Result<Vec<_>, Error>>()?;
     let mut blobs = Blobs::default();
     let assembled = sealed

@@ -27,6 +27,7 @@ pub(crate) fn artifact(name: &str, files: &[(&str, &[u8], u32)]) -> ArtifactLaye
     ArtifactLayer {
         name: name.to_owned(),
         tar: builder.into_inner().unwrap(),
+        mtime: 1_700_000_000,
     }
 }
 
@@ -58,7 +59,7 @@ pub(crate) fn base_layout(dir: &Path, platforms: &[Platform], fixture: Fixture) 
             "usr/bin/postgres",
             Entry::Symlink("../lib/postgresql/18/bin/postgres".into()),
         );
-        let blob = layer.seal(1_600_000_000).unwrap();
+        let blob = layer.seal(1_600_000_000, None).unwrap();
         let layer = blobs.add_bytes(MediaType::ImageLayerGzip, blob.bytes);
         let config = serde_json::json!({
             "architecture": platform.oci_arch(),

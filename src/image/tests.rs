@@ -54,6 +54,7 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
         name: "azb/postgres".into(),
         tags: vec!["18.6-202511221530-test".into(), "18".into()],
         platforms,
+        layer_cache: None,
     }
 }
 
@@ -138,12 +139,13 @@ fn the_same_request_gives_the_same_bytes_from_different_bases_and_dirs() {
 
 #[test]
 fn past_the_budget_the_smallest_artifacts_fold_into_one_overflow_layer() {
-    let extensions: Vec<(String, u64, LayerContent)> = (0..40)
+    let extensions: Vec<(String, u64, LayerContent, i64)> = (0..40)
         .map(|i| {
             (
                 format!("e{i:02}"),
                 if i == 3 { 10 } else { 1000 - i },
                 LayerContent::default(),
+                i as i64,
             )
         })
         .collect();
@@ -163,6 +165,10 @@ fn past_the_budget_the_smallest_artifacts_fold_into_one_overflow_layer() {
     );
     let overflow = &planned[LAYER_BUDGET - 1];
     assert_eq!(overflow.name, OVERFLOW_LAYER);
+    assert_eq!(
+        overflow.mtime, 39,
+        "the overflow layer takes its newest artifact's time"
+    );
     assert!(
         overflow
             .created_by
@@ -372,7 +378,7 @@ fn docker_loads_and_runs_the_archive() {
             layer::Entry::File(data, 0o755),
         );
     }
-    let blob = rootfs.seal(0).unwrap();
+    let blob = rootfs.seal(0, None).unwrap();
     let rootfs_tar = work.path().join("rootfs.tar.gz");
     err::write(&rootfs_tar, &blob.bytes).unwrap();
     let id = std::process::id();

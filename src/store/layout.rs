@@ -90,6 +90,11 @@ impl Layout {
         self.root.join("locks").join(format!("{name}.lock"))
     }
 
+    /// `layers/`: compressed image layers kept between builds (owned by image assembly).
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
     /// `tmp/`: work in progress, on the store's file system.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")

@@ -203,3 +203,37 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
     ]));
     assert!(info.contains("azb_hello"), "{info}");
 }
+
+#[test]
+fn re_pinning_one_extension_changes_only_its_layer_and_the_runtime_layer() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let layout = ctx.root().join("oci");
+    let output = format!("oci:{}", layout.display());
+    ctx.ok(&["build", "--platform", "amd64", "--output", &output]);
+    let layers = || -> Vec<String> {
+        let info = skopeo_arch(&layout, "amd64");
+        info["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = layers();
+    // A newer commit of azb_sql (a day later than the others).
+    let commit = ctx.commit_fixture("azb_sql", &[("NEWS", "1.0.1\n")]);
+    ctx.write_recipe(crate::context::RecipeSpec::new("azb_sql", commit));
+    ctx.ok(&["build", "--platform", "amd64", "--output", &output]);
+    let after = layers();
+    assert_eq!(before.len(), after.len());
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    // Layers: base, azb_hello, azb_dep, azb_sql, runtime (dependency order, ties by name).
+    assert_eq!(
+        changed,
+        [3, 4],
+        "only azb_sql's layer and the runtime layer may change"
+    );
+}
