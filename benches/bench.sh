@@ -49,8 +49,9 @@ echo "== 2. layer assembly (40 layers, $(du -sh "$work/up" --exclude=.git | cut 
 mkdir -p "$work/files"
 for object in "$work"/store/objects/*/*; do zstd -dcq "$object" | tar -x -C "$work/files"; done
 hyperfine --warmup 2 --runs 10 \
-  -p "rm -rf $work/oci" "${azb[*]} build --output oci:$work/oci" \
-  "tar -c -C $work/files . | zstd -T0 -q > /dev/null"
+  -n "azb assembly, cold layer cache" -p "rm -rf $work/oci $work/store/layers" "${azb[*]} build --output oci:$work/oci" \
+  -n "azb assembly, warm layer cache" -p "rm -rf $work/oci" "${azb[*]} build --output oci:$work/oci" \
+  -n "tar | zstd -T0" "tar -c -C $work/files . | zstd -T0 -q > /dev/null"
 
 echo "== 3. blake3: ObjectHash::of vs b3sum"
 command -v b3sum >/dev/null || cargo install --quiet --locked b3sum
