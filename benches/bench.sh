@@ -51,7 +51,7 @@ for object in "$work"/store/objects/*/*; do zstd -dcq "$object" | tar -x -C "$wo
 hyperfine --warmup 2 --runs 10 \
   -n "azb assembly, cold layer cache" -p "rm -rf $work/oci $work/store/layers" "${azb[*]} build --output oci:$work/oci" \
   -n "azb assembly, warm layer cache" -p "rm -rf $work/oci" "${azb[*]} build --output oci:$work/oci" \
-  -n "tar | zstd -T0" "tar -c -C $work/files . | zstd -T0 -q > /dev/null"
+  -n "tar | zstd -T0" -p true "tar -c -C $work/files . | zstd -T0 -q > /dev/null"
 
 echo "== 3. blake3: ObjectHash::of vs b3sum"
 command -v b3sum >/dev/null || cargo install --quiet --locked b3sum
