@@ -51,8 +51,14 @@ missing_pkgs() {
   done
 }
 
+# --- binfmt_misc, mounted first so that qemu-user-static's postinst can register ------
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  quiet "${sudo[@]}" mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+
 # --- Debian packages -------------------------------------------------------------------
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+foreign=$(dpkg --print-foreign-architectures)
+if ! grep -qx arm64 <<<"$foreign"; then
   "${sudo[@]}" dpkg --add-architecture arm64
   added_arch=1
 fi
@@ -65,7 +71,8 @@ if [ "${#missing[@]}" -gt 0 ] || [ -n "${added_arch:-}" ]; then
   for p in "${missing[@]}"; do
     case "$p" in
       *:arm64)
-        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+        policy=$(apt-cache policy "$p" 2>/dev/null || true)
+        if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
           echo "setup-host: $p has no candidate; do the apt sources serve arm64?" >&2
           exit 1
         fi ;;
@@ -73,7 +80,7 @@ if [ "${#missing[@]}" -gt 0 ] || [ -n "${added_arch:-}" ]; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     quiet "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      --no-install-recommends "${missing[@]}"
+      "${missing[@]}"
   fi
   mapfile -t still < <(missing_pkgs)
   if [ "${#still[@]}" -gt 0 ]; then
@@ -83,9 +90,6 @@ if [ "${#missing[@]}" -gt 0 ] || [ -n "${added_arch:-}" ]; then
 fi
 
 # --- qemu-user binfmt for arm64 --------------------------------------------------------
-if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-  quiet "${sudo[@]}" mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-fi
 if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
   quiet "${sudo[@]}" update-binfmts --enable qemu-aarch64
 fi

@@ -1,10 +1,37 @@
 #!/usr/bin/env bash
-# The shared fixtures the test suite needs, prepared once per machine (each step locks
-# and skips what exists, so concurrent callers are safe): both PostgreSQL 18 toolchains
-# and both base images. Prints `ok` when done.
+# The shared fixtures the integration tests need, prepared once per machine: both
+# PostgreSQL 18 toolchains (scripts/fetch-toolchain.sh all) and both base images
+# (scripts/make-base-image.sh amd64 and arm64, built side by side). What exists is skipped,
+# so a second call takes milliseconds. Safe to call from several test processes at once
+# (one lock around the whole, and each step locks too). Prints nothing on the way; its last
+# line of output is `ok` on success. Needs scripts/setup-host.sh to have run.
+# Usage: scripts/test-fixtures.sh
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-"$repo/scripts/fetch-toolchain.sh" all
-"$repo/scripts/make-base-image.sh" amd64
-"$repo/scripts/make-base-image.sh" arm64
+toolchains=${AZB_TOOLCHAINS_DIR:-$repo/cache/toolchains}
+bases=${AZB_BASE_IMAGES_DIR:-$repo/cache/base}
+
+ready() {
+  [ -x "$toolchains/pg18-amd64/bin/pg_config" ] && [ -x "$toolchains/pg18-arm64/bin/pg_config" ] &&
+    [ -f "$bases/pg18-amd64/index.json" ] && [ -f "$bases/pg18-arm64/index.json" ]
+}
+
+prepare() {
+  "$repo/scripts/fetch-toolchain.sh" all
+  local pids=() arch pid failed=0
+  for arch in amd64 arm64; do
+    "$repo/scripts/make-base-image.sh" "$arch" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" -eq 0 ] || { echo "test-fixtures: a base image failed to build (see above)" >&2; exit 1; }
+}
+
+if ! ready; then
+  mkdir -p "$bases"
+  (
+    flock 9
+    ready || prepare
+  ) 9>"$bases/.test-fixtures.lock"
+fi
 echo ok

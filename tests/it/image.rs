@@ -113,7 +113,7 @@ struct DockerCleanup {
 impl Drop for DockerCleanup {
     fn drop(&mut self) {
         let _ = Command::new("docker")
-            .args(["rm", "-f", &self.container])
+            .args(["rm", "-f", "-v", &self.container])
             .output();
         let _ = Command::new("docker")
             .args(["rmi", "-f", &self.image])
