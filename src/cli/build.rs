@@ -31,12 +31,7 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
             platforms.len()
         )));
     }
-    let toolchains = settings::toolchains(&project, &platforms)?;
-    let builders = toolchains
-        .iter()
-        .map(|(p, (_, id))| (*p, id.clone()))
-        .collect();
-    let plan = Plan::new(&graph, &project.image, &platforms, &builders);
+    let (toolchains, plan) = settings::plan(&project, &graph, &platforms)?;
     let store = global.store()?;
     let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
     let progress = Progress::new(global.quiet);

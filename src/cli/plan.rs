@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::Failure;
 use super::args::PlanArgs;
 use super::settings::{self, GlobalSettings};
-use crate::drv::{DrvHash, Plan, Planned};
+use crate::drv::{DrvHash, Planned};
 use crate::graph::Graph;
 use crate::store::Store;
 
@@ -34,12 +34,7 @@ pub fn run(global: &GlobalSettings, args: &PlanArgs) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
     let platforms = settings::platforms(args.platform, &project)?;
-    let toolchains = settings::toolchains(&project, &platforms)?;
-    let builders = toolchains
-        .iter()
-        .map(|(p, (_, id))| (*p, id.clone()))
-        .collect();
-    let plan = Plan::new(&graph, &project.image, &platforms, &builders);
+    let (_, plan) = settings::plan(&project, &graph, &platforms)?;
     let store = global.store()?;
     let mut rows = Vec::new();
     for platform in &platforms {

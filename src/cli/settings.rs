@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use super::Failure;
 use super::args::{GlobalArgs, PlatformArg};
 use crate::build::HostToolchain;
+use crate::drv::Plan;
 use crate::fetch::SourceMirrors;
+use crate::graph::Graph;
 use crate::recipe::{Platform, Project};
 use crate::store::Store;
 
@@ -97,11 +99,26 @@ pub fn platforms(arg: PlatformArg, project: &Project) -> Result<Vec<Platform>, F
     }
 }
 
-/// Each platform's host toolchain and its identity.
-pub fn toolchains(
-    project: &Project,
+/// Each platform's host toolchain and its builder identity.
+pub type Toolchains = BTreeMap<Platform, (HostToolchain, String)>;
+
+/// The toolchains of `platforms` and the plan of `graph` they give.
+pub fn plan<'a>(
+    project: &'a Project,
+    graph: &Graph<'a>,
     platforms: &[Platform],
-) -> Result<BTreeMap<Platform, (HostToolchain, String)>, Failure> {
+) -> Result<(Toolchains, Plan<'a>), Failure> {
+    let toolchains = toolchains(project, platforms)?;
+    let builders = toolchains
+        .iter()
+        .map(|(p, (_, id))| (*p, id.clone()))
+        .collect();
+    let plan = Plan::new(graph, &project.image, platforms, &builders);
+    Ok((toolchains, plan))
+}
+
+/// Each platform's host toolchain and its identity.
+fn toolchains(project: &Project, platforms: &[Platform]) -> Result<Toolchains, Failure> {
     let mut out = BTreeMap::new();
     for &platform in platforms {
         let def = &project.image.platforms[&platform];
