@@ -45,6 +45,28 @@ pub enum Command {
     Build(BuildArgs),
     /// Show each derivation: hash, cached or to build, and what changed since the last build.
     Plan(PlanArgs),
+    /// Print the settings the image's entrypoint computes for a machine of this size.
+    Autoconfig(AutoconfigArgs),
+}
+
+/// `azb autoconfig`.
+#[derive(Debug, Args)]
+pub struct AutoconfigArgs {
+    /// Memory in MB (512 to 1048576).
+    #[arg(long, value_name = "MB")]
+    pub memory: String,
+    /// CPUs.
+    #[arg(long, value_name = "N")]
+    pub cpus: String,
+    /// Workload: web (default), oltp, dw, mixed.
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// Storage: ssd (default), hdd, san.
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Print JSON instead of `name = value` lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Platforms to work on.

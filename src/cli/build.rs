@@ -140,9 +140,10 @@ fn image_request(
                     }
                 })
                 .collect(),
-            runtime_files: info.files(),
+            runtime_files: [info.files(), vec![runtime::entrypoint_file()]].concat(),
             created,
             labels: runtime::labels(&project.image, created),
+            entrypoint: Some(vec![runtime::ENTRYPOINT_PATH.to_owned()]),
         });
     }
     ImageRequest {
@@ -170,10 +171,7 @@ fn classify_kind(error: &build::Error) -> FailureKind {
 }
 
 fn classify(error: build::Error) -> Failure {
-    let kind = classify_kind(&error);
-    let mut failure = Failure::environment(error);
-    failure.kind = kind;
-    failure
+    Failure::plain(classify_kind(&error), error)
 }
 
 /// An error and its causes, one per line.

@@ -6,6 +6,7 @@
 //! 3 the environment (files, tools, git, network), 4 an internal error.
 
 mod args;
+mod autoconfig;
 mod build;
 mod plan;
 mod progress;
@@ -55,8 +56,13 @@ impl Failure {
 
     /// The environment failed.
     pub fn environment(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::plain(FailureKind::Environment, e)
+    }
+
+    /// A plain error (no source span) of the given kind, with its causes.
+    pub fn plain(kind: FailureKind, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::new(
-            FailureKind::Environment,
+            kind,
             miette::Report::new_boxed(Box::new(Plain(Box::new(e)))),
         )
     }
@@ -128,10 +134,12 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let global = settings::GlobalSettings::resolve(&cli.global)?;
+    let global = || settings::GlobalSettings::resolve(&cli.global);
     match cli.command {
-        args::Command::Build(args) => build::run(&global, &args),
-        args::Command::Plan(args) => plan::run(&global, &args),
+        args::Command::Build(ref args) => build::run(&global()?, args),
+        args::Command::Plan(ref args) => plan::run(&global()?, args),
+        // Needs no project.
+        args::Command::Autoconfig(ref args) => autoconfig::run(args),
     }
 }
 

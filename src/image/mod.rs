@@ -93,6 +93,8 @@ pub struct PlatformImage {
     pub created: i64,
     /// Labels merged over the base config's labels.
     pub labels: BTreeMap<String, String>,
+    /// Replaces the base config's entrypoint (the base's `Cmd` stays).
+    pub entrypoint: Option<Vec<String>>,
 }
 
 /// One artifact.
@@ -281,6 +283,7 @@ fn store(sealed: Sealed<'_>, blobs: &mut Blobs) -> Result<Assembled, Error> {
         &added,
         image.created,
         &image.labels,
+        image.entrypoint.as_deref(),
     );
     let config_json = oci::canonical_json(&config);
     let config_digest = Sha256::of(&config_json);

@@ -95,6 +95,7 @@ pub(crate) fn config(
     added: &[AddedLayer],
     created: i64,
     labels: &BTreeMap<String, String>,
+    entrypoint: Option<&[String]>,
 ) -> ImageConfiguration {
     let created = rfc3339(created);
     let mut config = base.clone();
@@ -118,6 +119,9 @@ pub(crate) fn config(
     let mut merged: HashMap<String, String> = run.labels().clone().unwrap_or_default();
     merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     run.set_labels((!merged.is_empty()).then_some(merged));
+    if let Some(entrypoint) = entrypoint {
+        run.set_entrypoint(Some(entrypoint.to_vec()));
+    }
     config.set_config(Some(run));
     config
 }
@@ -291,7 +295,7 @@ mod tests {
             diff_id: Sha256::of(b"1"),
         }];
         let labels = BTreeMap::from([("b".to_owned(), "azb".to_owned())]);
-        let config = config(&base, 1, &added, 86_400, &labels);
+        let config = config(&base, 1, &added, 86_400, &labels, None);
         let json: serde_json::Value = serde_json::from_slice(&canonical_json(&config)).unwrap();
         assert_eq!(json["created"], "1970-01-02T00:00:00Z");
         assert_eq!(

@@ -47,6 +47,7 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
                 }],
                 created: CREATED,
                 labels: labels(),
+                entrypoint: None,
             }
         })
         .collect();

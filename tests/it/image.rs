@@ -147,6 +147,10 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
         &container,
         "-e",
         "POSTGRES_PASSWORD=azb-test",
+        "-e",
+        "POSTGRES_MEMORY=1024",
+        "-e",
+        "POSTGRES_CPUS=2",
         "azb/test:18",
     ]));
     let exec = |args: &[&str]| {
@@ -191,6 +195,16 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     assert!(psql("SELECT version()").starts_with("PostgreSQL 18.6"));
+    // The image's entrypoint sized the server and kept the preload libraries it has.
+    assert_eq!(psql("SHOW shared_buffers"), "256MB");
+    assert_eq!(psql("SHOW max_connections"), "80");
+    assert_eq!(psql("SHOW io_method"), "worker");
+    assert_eq!(
+        psql("SHOW shared_preload_libraries"),
+        "auto_explain,pg_stat_statements"
+    );
+    assert_eq!(psql("SHOW data_checksums"), "on");
+    assert_eq!(psql("SHOW listen_addresses"), "127.0.0.1");
     psql("CREATE EXTENSION azb_hello; CREATE EXTENSION azb_dep; CREATE EXTENSION azb_sql;");
     assert_eq!(psql("SELECT azb_hello_add(20, 22)"), "42");
     assert_eq!(psql("SELECT azb_dep_scaled(1)"), "43");

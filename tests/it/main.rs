@@ -1,6 +1,7 @@
 //! azb's integration tests: the real binary against real git repositories, compilers,
 //! PostgreSQL 18 servers, OCI tools and the Docker engine.
 
+mod autoconfig;
 mod context;
 mod demo;
 mod errors;

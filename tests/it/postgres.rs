@@ -42,6 +42,16 @@ impl PgServer {
     /// Starts a server from `toolchain` with each artifact tar (prefix-relative paths)
     /// installed; `client` is the toolchain whose psql talks to it.
     pub fn start(toolchain: &Path, client: &Path, artifacts: &[Vec<u8>]) -> Self {
+        Self::start_with(toolchain, client, artifacts, &[])
+    }
+
+    /// Like [`PgServer::start`], with `settings` passed as `-c name=value`.
+    pub fn start_with(
+        toolchain: &Path,
+        client: &Path,
+        artifacts: &[Vec<u8>],
+        settings: &[(String, String)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("azb-pg-")
             .tempdir()
@@ -78,9 +88,9 @@ impl PgServer {
                 .arg("-l")
                 .arg(run.join("log"))
                 .arg("-o")
-                .arg(format!(
-                    "-c listen_addresses='' -k {} -c fsync=off",
-                    run.display()
+                .arg(settings.iter().fold(
+                    format!("-c listen_addresses='' -k {} -c fsync=off", run.display()),
+                    |flags, (k, v)| format!("{flags} -c {k}={v}"),
                 ))
                 .args(["-w", "-t", "300", "start"]),
             "pg_ctl start",
@@ -116,6 +126,23 @@ impl PgServer {
         )
         .trim()
         .to_owned()
+    }
+}
+
+impl PgServer {
+    /// `postgres -C name` on this data directory with `settings` as `-c` flags: fails the
+    /// test when the server would refuse any of them; returns the value of `name`.
+    pub fn check_settings(&self, settings: &[(String, String)], name: &str) -> String {
+        let mut cmd = as_user(&self.install.join("bin/postgres"));
+        cmd.arg("-D")
+            .arg(self.dir.path().join("run/data"))
+            .args(["-C", name]);
+        for (k, v) in settings {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        check(&mut cmd, &format!("postgres -C {name}"))
+            .trim()
+            .to_owned()
     }
 }
 

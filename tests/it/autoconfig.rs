@@ -1,0 +1,443 @@
+//! The self-tuning entrypoint (stacks/runtime/azb-entrypoint.sh) and `azb autoconfig`:
+//! DESIGN.md's golden table, the workload/storage/CPU rules checked against an independent
+//! implementation, memory and CPU detection from prepared cgroup and /proc roots, bad
+//! input, and a real PostgreSQL 18 accepting what it computes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::context::{repo_root, shared, stderr};
+use crate::postgres::PgServer;
+
+fn autoconfig(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_azb"))
+        .arg("autoconfig")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn settings(args: &[&str]) -> BTreeMap<String, String> {
+    let out = autoconfig(&[args, &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "azb autoconfig {args:?}: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs the script itself with `env` (and nothing of this process's environment).
+fn script(env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo_root().join("stacks/runtime/azb-entrypoint.sh"))
+        .arg("--print")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AZB_PG_LIBDIR", "");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn parse(out: &Output) -> BTreeMap<String, String> {
+    assert!(out.status.success(), "{}", stderr(out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_golden_table_for_web_on_ssd() {
+    // RAM, shared_buffers, effective_cache, maintenance_work_mem, work_mem, max_connections
+    let table = [
+        (512, "128MB", "384MB", "32MB", "1MB", "80"),
+        (2048, "512MB", "1536MB", "64MB", "4MB", "120"),
+        (4096, "1024MB", "3072MB", "128MB", "5MB", "200"),
+        (8192, "2048MB", "6144MB", "256MB", "10MB", "200"),
+        (32768, "6553MB", "24576MB", "1024MB", "32MB", "200"),
+        (65536, "9830MB", "49152MB", "2048MB", "32MB", "200"),
+    ];
+    for (ram, sb, ec, mwm, wm, conn) in table {
+        let s = settings(&["--memory", &ram.to_string(), "--cpus", "4"]);
+        let got = [
+            &s["shared_buffers"],
+            &s["effective_cache_size"],
+            &s["maintenance_work_mem"],
+            &s["work_mem"],
+            &s["max_connections"],
+        ];
+        assert_eq!(got, [sb, ec, mwm, wm, conn], "{ram}MB");
+        assert_eq!(
+            (
+                s["random_page_cost"].as_str(),
+                s["effective_io_concurrency"].as_str()
+            ),
+            ("1.1", "200")
+        );
+        for (k, v) in [
+            ("io_method", "worker"),
+            ("wal_compression", "lz4"),
+            ("checkpoint_completion_target", "0.9"),
+            ("idle_replication_slot_timeout", "48h"),
+            ("pgaudit.log_statement_once", "on"),
+            ("listen_addresses", "127.0.0.1"),
+        ] {
+            assert_eq!(s[k], v, "{k}");
+        }
+        assert_eq!(
+            s["shared_preload_libraries"],
+            "auto_explain,pg_cron,pg_stat_statements,pgaudit"
+        );
+    }
+}
+
+/// DESIGN.md's rules, written again here independently of the script.
+fn expected(ram: u64, cpus: u64, workload: &str, storage: &str) -> BTreeMap<&'static str, String> {
+    let sb = (if ram <= 8192 {
+        ram * 25 / 100
+    } else if ram <= 32768 {
+        ram * 20 / 100
+    } else {
+        ram * 15 / 100
+    })
+    .min(32768);
+    let tier = if ram < 2048 {
+        80
+    } else if ram < 4096 {
+        120
+    } else {
+        200
+    };
+    let base = match workload {
+        "oltp" => 300,
+        "mixed" => 120,
+        "dw" => 100,
+        _ => 200,
+    };
+    let conn = (tier * base / 200).max(20);
+    let mut maint = (ram / 32).clamp(32, 2048);
+    if workload == "dw" {
+        maint = (maint * 2).min(2048);
+    }
+    let (rpc, eio) = match storage {
+        "hdd" => ("4.0", 2),
+        "san" => ("1.1", 1),
+        _ => ("1.1", 200),
+    };
+    let workers = (if cpus <= 4 { cpus + 1 } else { cpus * 3 / 2 }).clamp(8, 64);
+    [
+        ("shared_buffers", format!("{sb}MB")),
+        ("effective_cache_size", format!("{}MB", ram * 75 / 100)),
+        ("maintenance_work_mem", format!("{maint}MB")),
+        (
+            "work_mem",
+            format!("{}MB", ((ram - sb) / (3 * conn)).clamp(1, 32)),
+        ),
+        ("max_connections", conn.to_string()),
+        (
+            "default_statistics_target",
+            if workload == "dw" { "500" } else { "100" }.to_owned(),
+        ),
+        ("random_page_cost", rpc.to_owned()),
+        ("effective_io_concurrency", eio.to_string()),
+        ("max_worker_processes", workers.to_string()),
+        ("max_parallel_workers", cpus.to_string()),
+        (
+            "max_parallel_workers_per_gather",
+            (if cpus >= 4 { (cpus / 2).max(1) } else { 1 }).to_string(),
+        ),
+        (
+            "max_parallel_maintenance_workers",
+            (cpus / 2).clamp(1, 4).to_string(),
+        ),
+        // PostgreSQL 18 accepts io_workers 1..=32 (DESIGN.md said 64).
+        ("io_workers", (cpus / 4).clamp(1, 32).to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn workload_storage_and_cpu_rules() {
+    for workload in ["web", "oltp", "mixed", "dw"] {
+        for storage in ["ssd", "hdd", "san"] {
+            for cpus in [1u64, 2, 4, 16, 64, 200] {
+                for ram in [512u64, 3000, 8192, 100_000] {
+                    let got = parse(&script(&[
+                        ("POSTGRES_MEMORY", &ram.to_string()),
+                        ("POSTGRES_CPUS", &cpus.to_string()),
+                        ("POSTGRES_WORKLOAD_TYPE", workload),
+                        ("POSTGRES_STORAGE_TYPE", storage),
+                    ]));
+                    for (k, v) in expected(ram, cpus, workload, storage) {
+                        assert_eq!(
+                            got[k], v,
+                            "{k} for {ram}MB, {cpus} CPUs, {workload}, {storage}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A fake root with the given files (relative paths) for AZB_SYSROOT.
+fn fake_root(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let path = root.path().join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, content).unwrap();
+    }
+    root
+}
+
+fn detected(root: &Path, extra: &[(&str, &str)]) -> (BTreeMap<String, String>, String) {
+    let root_text = root.display().to_string();
+    let mut env = vec![("AZB_SYSROOT", root_text.as_str())];
+    env.extend_from_slice(extra);
+    let out = script(&env);
+    (parse(&out), stderr(&out))
+}
+
+const MEMINFO: &str = "MemTotal:       16777216 kB\nMemFree:         1000000 kB\n";
+
+#[test]
+fn memory_comes_from_cgroup_v2_then_v1_then_meminfo() {
+    let v2 = fake_root(&[
+        ("sys/fs/cgroup/memory.max", "4294967296\n"),
+        ("proc/meminfo", MEMINFO),
+    ]);
+    let (s, err) = detected(v2.path(), &[("POSTGRES_CPUS", "2")]);
+    assert_eq!(s["shared_buffers"], "1024MB");
+    assert!(!err.contains("warning"), "{err}");
+
+    let v1 = fake_root(&[
+        ("sys/fs/cgroup/memory/memory.limit_in_bytes", "2147483648\n"),
+        ("proc/meminfo", MEMINFO),
+    ]);
+    assert_eq!(
+        detected(v1.path(), &[("POSTGRES_CPUS", "2")]).0["shared_buffers"],
+        "512MB"
+    );
+
+    // "max" (v2) and the page-rounded 2^63 of v1 mean no limit: meminfo, with a warning.
+    for files in [
+        vec![
+            ("sys/fs/cgroup/memory.max", "max\n"),
+            ("proc/meminfo", MEMINFO),
+        ],
+        vec![
+            (
+                "sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+            ("proc/meminfo", MEMINFO),
+        ],
+        vec![("proc/meminfo", MEMINFO)],
+    ] {
+        let root = fake_root(&files);
+        let (s, err) = detected(root.path(), &[("POSTGRES_CPUS", "2")]);
+        assert_eq!(
+            s["shared_buffers"], "3276MB",
+            "16GB from meminfo ({files:?})"
+        );
+        assert!(err.contains("warning: no memory limit found"), "{err}");
+    }
+
+    // POSTGRES_MEMORY wins over everything.
+    let (s, _) = detected(
+        v2.path(),
+        &[("POSTGRES_MEMORY", "8192"), ("POSTGRES_CPUS", "2")],
+    );
+    assert_eq!(s["shared_buffers"], "2048MB");
+}
+
+#[test]
+fn cpus_come_from_the_cgroup_quota_else_nproc() {
+    let nproc = String::from_utf8(Command::new("nproc").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cases = [
+        ("sys/fs/cgroup/cpu.max", "200000 100000\n", "2".to_owned()),
+        ("sys/fs/cgroup/cpu.max", "150000 100000\n", "2".to_owned()), // rounded up
+        ("sys/fs/cgroup/cpu.max", "50000 100000\n", "1".to_owned()),
+        ("sys/fs/cgroup/cpu.max", "1600000 100000\n", "16".to_owned()),
+        ("sys/fs/cgroup/cpu.max", "max 100000\n", nproc.clone()),
+        (
+            "sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            "400000\n",
+            "4".to_owned(),
+        ),
+        ("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n", nproc.clone()),
+    ];
+    for (path, content, cpus) in cases {
+        let mut files = vec![(path, content)];
+        if path.contains("cfs_quota") {
+            files.push(("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n"));
+        }
+        let root = fake_root(&files);
+        let (s, _) = detected(root.path(), &[("POSTGRES_MEMORY", "4096")]);
+        assert_eq!(s["max_parallel_workers"], cpus, "{path} = {content:?}");
+    }
+    // Odd quotas are ignored with a warning.
+    for odd in ["garbage\n", "0 100000\n", "100000 0\n", "-5 100000\n"] {
+        let root = fake_root(&[("sys/fs/cgroup/cpu.max", odd)]);
+        let (s, err) = detected(root.path(), &[("POSTGRES_MEMORY", "4096")]);
+        assert_eq!(s["max_parallel_workers"], nproc, "cpu.max = {odd:?}");
+        assert!(
+            err.contains("ignoring the unreadable CPU quota"),
+            "{odd:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_memory_is_one_clear_line_and_exit_1() {
+    for (memory, message) in [
+        ("abc", "must be a whole number of megabytes, got 'abc'"),
+        ("2GB", "must be a whole number of megabytes, got '2GB'"),
+        ("0", "must be at least 512 (MB), got 0"),
+        ("511", "must be at least 512 (MB), got 511"),
+        (
+            "1048577",
+            "must be at most 1048576 (1 TB, in MB), got 1048577",
+        ),
+    ] {
+        let out = script(&[("POSTGRES_MEMORY", memory), ("POSTGRES_CPUS", "2")]);
+        assert_eq!(out.status.code(), Some(1), "{memory}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(message), "{memory}: {err}");
+        assert!(out.stdout.is_empty());
+        // Through azb: an input error.
+        let out = autoconfig(&["--memory", memory, "--cpus", "2"]);
+        assert_eq!(out.status.code(), Some(2), "{memory}");
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn unknown_workload_or_storage_warns_and_uses_the_default() {
+    let out = autoconfig(&[
+        "--memory",
+        "4096",
+        "--cpus",
+        "2",
+        "--workload",
+        "batch",
+        "--storage",
+        "nvme",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown POSTGRES_WORKLOAD_TYPE 'batch' (web, oltp, dw, mixed); using web"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown POSTGRES_STORAGE_TYPE 'nvme' (ssd, hdd, san); using ssd"),
+        "{err}"
+    );
+    let s: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            s["max_connections"].as_str(),
+            s["random_page_cost"].as_str()
+        ),
+        ("200", "1.1")
+    );
+}
+
+#[test]
+fn preload_list_keeps_installed_libraries_and_honours_the_override() {
+    let lib = tempfile::tempdir().unwrap();
+    for so in ["auto_explain.so", "pg_stat_statements.so"] {
+        fs_err::write(lib.path().join(so), "").unwrap();
+    }
+    let libdir = lib.path().display().to_string();
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo_root().join("stacks/runtime/azb-entrypoint.sh"))
+        .arg("--print")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    let out = cmd
+        .envs([
+            ("POSTGRES_MEMORY", "1024"),
+            ("POSTGRES_CPUS", "1"),
+            ("AZB_PG_LIBDIR", libdir.as_str()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        parse(&out)["shared_preload_libraries"],
+        "auto_explain,pg_stat_statements"
+    );
+    assert!(
+        stderr(&out).contains("preload library pg_cron is not installed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cmd
+        .env("POSTGRES_SHARED_PRELOAD_LIBRARIES", "pg_stat_statements")
+        .output()
+        .unwrap();
+    assert_eq!(
+        parse(&out)["shared_preload_libraries"],
+        "pg_stat_statements"
+    );
+}
+
+/// The computed settings without the preload list (the test server has only contrib).
+fn for_server(ram: u64, cpus: u64) -> Vec<(String, String)> {
+    settings(&["--memory", &ram.to_string(), "--cpus", &cpus.to_string()])
+        .into_iter()
+        .filter(|(k, _)| k != "shared_preload_libraries" && k != "listen_addresses")
+        .chain([(
+            "shared_preload_libraries".to_owned(),
+            "auto_explain,pg_stat_statements".to_owned(),
+        )])
+        .collect()
+}
+
+#[test]
+fn postgres_18_accepts_every_tier_and_shows_the_2gb_set() {
+    let shared = shared();
+    let toolchain = shared.toolchains.join("pg18-amd64");
+    let server = PgServer::start_with(&toolchain, &toolchain, &[], &for_server(2048, 4));
+    for (k, v) in [
+        ("shared_buffers", "512MB"),
+        ("effective_cache_size", "1536MB"),
+        ("work_mem", "4MB"),
+        ("max_connections", "120"),
+        ("io_method", "worker"),
+        ("io_workers", "1"),
+        ("wal_compression", "lz4"),
+        ("idle_replication_slot_timeout", "2d"),
+    ] {
+        assert_eq!(server.psql(&format!("SHOW {k}")), v, "{k}");
+    }
+    // Every tier's settings are valid for this server (postgres -C checks them all), for
+    // small and very large machines.
+    for ram in [512, 2048, 4096, 8192, 32768, 65536] {
+        for cpus in [1, 4, 64, 256] {
+            let settings = for_server(ram, cpus);
+            let value = server.check_settings(&settings, "max_connections");
+            assert_eq!(
+                Some(&value),
+                settings
+                    .iter()
+                    .find(|(k, _)| k == "max_connections")
+                    .map(|(_, v)| v),
+                "{ram}MB, {cpus} CPUs"
+            );
+        }
+    }
+}
