@@ -140,7 +140,12 @@ fn image_request(
                     }
                 })
                 .collect(),
-            runtime_files: [info.files(), vec![runtime::entrypoint_file()]].concat(),
+            runtime_files: [
+                info.files(),
+                vec![runtime::entrypoint_file()],
+                runtime::init_files(&parts.iter().map(|(r, _)| *r).collect::<Vec<_>>()),
+            ]
+            .concat(),
             created,
             labels: runtime::labels(&project.image, created),
             entrypoint: Some(vec![runtime::ENTRYPOINT_PATH.to_owned()]),

@@ -5,11 +5,13 @@
 //! Owns the content of those files. Never writes layers (image does) and never builds.
 
 mod entrypoint;
+mod initdb;
 mod version_info;
 
 pub use entrypoint::{
     Autoconfig, AutoconfigError, ENTRYPOINT_PATH, Settings, autoconfig, entrypoint_file,
 };
+pub use initdb::{INITDB_DIR, extensions_sql, init_files};
 pub use version_info::{ExtensionInfo, VersionInfo, created, labels, rfc3339, tags};
 
 /// A file for the image's runtime layer.

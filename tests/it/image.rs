@@ -205,7 +205,13 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
     );
     assert_eq!(psql("SHOW data_checksums"), "on");
     assert_eq!(psql("SHOW listen_addresses"), "127.0.0.1");
-    psql("CREATE EXTENSION azb_hello; CREATE EXTENSION azb_dep; CREATE EXTENSION azb_sql;");
+    // 01-extensions.sql (generated from the recipes) created them on first boot.
+    assert_eq!(
+        psql(
+            "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension WHERE extname LIKE 'azb%'"
+        ),
+        "azb_dep,azb_hello,azb_sql"
+    );
     assert_eq!(psql("SELECT azb_hello_add(20, 22)"), "42");
     assert_eq!(psql("SELECT azb_dep_scaled(1)"), "43");
     assert_eq!(psql("SELECT azb_sql_answer()"), "42");

@@ -6,5 +6,6 @@ mod context;
 mod demo;
 mod errors;
 mod image;
+mod initdb;
 mod pipeline;
 mod postgres;

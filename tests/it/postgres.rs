@@ -14,9 +14,9 @@ pub struct PgServer {
 }
 
 /// The unprivileged user the server runs as (initdb refuses root).
-const USER: &str = "65534";
+pub const USER: &str = "65534";
 
-fn as_user(program: &Path) -> Command {
+pub fn as_user(program: &Path) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args(["--reuid", USER, "--regid", USER, "--clear-groups"])
         .arg(program);
@@ -26,7 +26,7 @@ fn as_user(program: &Path) -> Command {
     cmd
 }
 
-fn check(cmd: &mut Command, what: &str) -> String {
+pub fn check(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
@@ -130,6 +130,34 @@ impl PgServer {
 }
 
 impl PgServer {
+    /// The data directory (owned by the server's user, uid 65534).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("run/data")
+    }
+
+    /// The unix socket directory (`psql -h` this).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// The installation the server runs from (toolchain plus artifacts).
+    #[allow(dead_code)] // for the replication and PgBouncer tests
+    pub fn install_dir(&self) -> &Path {
+        &self.install
+    }
+
+    /// Runs `pg_ctl ARGS -D <data>` as the server's user (e.g. `reload`).
+    #[allow(dead_code)] // for the replication and PgBouncer tests
+    pub fn pg_ctl(&self, args: &[&str]) -> String {
+        check(
+            as_user(&self.install.join("bin/pg_ctl"))
+                .args(args)
+                .arg("-D")
+                .arg(self.data_dir()),
+            &format!("pg_ctl {args:?}"),
+        )
+    }
+
     /// `postgres -C name` on this data directory with `settings` as `-c` flags: fails the
     /// test when the server would refuse any of them; returns the value of `name`.
     pub fn check_settings(&self, settings: &[(String, String)], name: &str) -> String {
