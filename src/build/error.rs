@@ -83,6 +83,16 @@ pub enum Error {
         /// The file, inside the artifact.
         file: String,
     },
+    /// The host executor cannot run this build kind yet.
+    #[error(
+        "`{name}` builds with `{kind}`, which the host executor does not support yet (only pgxs)"
+    )]
+    UnsupportedKind {
+        /// The recipe.
+        name: RecipeName,
+        /// The build kind.
+        kind: &'static str,
+    },
     /// The build installed nothing.
     #[error("`{name}` for {platform} installed nothing (see {})", log.display())]
     Empty {

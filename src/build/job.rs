@@ -130,7 +130,13 @@ pub fn build(
         make_jobs: ctx.make_jobs,
         image_prefix: &fixed_prefix,
     };
-    for step in steps(&recipe.build, &paths) {
+    let Some(steps) = steps(&recipe.build, &paths) else {
+        return Err(Error::UnsupportedKind {
+            name: drv.name.clone(),
+            kind: recipe.build.kind_name(),
+        });
+    };
+    for step in steps {
         ctx.reporter.build_step(&hash, &step.label);
         session.run(&step, ctx.toolchain)?;
     }

@@ -23,8 +23,8 @@ pub struct KindPaths<'a> {
     pub image_prefix: &'a str,
 }
 
-/// The steps of `build`.
-pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Vec<Step> {
+/// The steps of `build`; None for kinds the host executor cannot run yet.
+pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
     match build {
         Build::Pgxs { flags } => {
             let common = |extra: &[String]| {
@@ -43,7 +43,7 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Vec<Step> {
                 argv.extend(extra.iter().cloned());
                 argv
             };
-            vec![
+            Some(vec![
                 Step {
                     label: "make".into(),
                     argv: common(&[]),
@@ -57,7 +57,8 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Vec<Step> {
                     ]),
                     cwd: paths.dir.to_owned(),
                 },
-            ]
+            ])
         }
+        _ => None,
     }
 }

@@ -78,11 +78,12 @@ impl Scheduler<'_> {
         let mut fetched = BTreeSet::new();
         for planned in &pending {
             let recipe = &planned.recipe.recipe;
-            if !fetched.insert((recipe.url(), recipe.commit())) {
+            let commit = planned.drv.commit;
+            if !fetched.insert((recipe.url(), commit)) {
                 continue;
             }
             self.reporter.fetching(&recipe.name, recipe.url());
-            if let Err(source) = self.fetcher.ensure(recipe.url(), recipe.commit()) {
+            if let Err(source) = self.fetcher.ensure(recipe.url(), commit) {
                 let error = Error::Fetch {
                     name: recipe.name.clone(),
                     source,
@@ -90,10 +91,10 @@ impl Scheduler<'_> {
                 if !self.keep_going {
                     return Err(error);
                 }
-                for p in pending.iter().filter(|p| {
-                    p.recipe.recipe.url() == recipe.url()
-                        && p.recipe.recipe.commit() == recipe.commit()
-                }) {
+                for p in pending
+                    .iter()
+                    .filter(|p| p.recipe.recipe.url() == recipe.url() && p.drv.commit == commit)
+                {
                     failed.insert(p.hash);
                 }
                 outcome.failures.push((planned.hash, error));

@@ -38,7 +38,7 @@ pub struct Derivation {
     pub subdir: Option<String>,
     /// Build kind (`pgxs`, ...).
     pub build_kind: String,
-    /// Build kind flags, in order.
+    /// Build kind parameters (flags, features, ...), in order.
     pub build_flags: Vec<String>,
     /// Builder packages, sorted and unique.
     pub build_packages: Vec<String>,
@@ -114,6 +114,9 @@ impl<'a> Plan<'a> {
             let mut hashes: BTreeMap<&RecipeName, DrvHash> = BTreeMap::new();
             for recipe in &graph.order {
                 let r = &recipe.recipe;
+                // Builtins ship with the base image: no derivation; the builder identity
+                // covers them for their dependents.
+                let Some(commit) = r.commit() else { continue };
                 let mut build_packages = r.build_packages.clone();
                 build_packages.sort();
                 build_packages.dedup();
@@ -122,13 +125,17 @@ impl<'a> Plan<'a> {
                     name: r.name.clone(),
                     platform,
                     pg_major: image.pg_major,
-                    commit: r.commit(),
+                    commit,
                     subdir: r.subdir.clone(),
                     build_kind: r.build.kind_name().to_owned(),
-                    build_flags: r.build.flags().to_vec(),
+                    build_flags: r.build.hash_inputs(),
                     build_packages,
                     builder: builders.get(&platform).cloned().unwrap_or_default(),
-                    deps: r.depends.iter().map(|d| (d.clone(), hashes[d])).collect(),
+                    deps: r
+                        .depends
+                        .iter()
+                        .filter_map(|d| Some((d.clone(), *hashes.get(d)?)))
+                        .collect(),
                 };
                 let hash = drv.hash();
                 hashes.insert(&r.name, hash);

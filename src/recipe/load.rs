@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::{RecipeDiagnostic, SourceFile, from_ron};
-use super::{Error, ImageDef, Recipe, RecipeKind, RecipeName};
+use super::{Build, Error, ImageDef, Recipe, RecipeKind, RecipeName, Source};
 use crate::fs::{FsError, err, sorted_entries};
 
 /// A recipe with the file it came from.
@@ -155,7 +155,8 @@ pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
 }
 
 /// The rules between recipes: dependencies exist and are enabled, nothing depends on
-/// itself, preloaded modules are libraries. (Cycles are found by the graph.)
+/// itself, builtins have no source or build and everything else has both. (Cycles are
+/// found by the graph.)
 fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
     let mut problems = Vec::new();
     for loaded in set.recipes.values() {
@@ -191,12 +192,22 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
                 Some(_) => {}
             }
         }
-        if recipe.runtime.preload && recipe.kind == RecipeKind::Tool {
+        let builtin_source = matches!(recipe.source, Source::Builtin);
+        let builds_nothing = matches!(recipe.build, Build::Builtin);
+        if recipe.kind == RecipeKind::Builtin && !(builtin_source && builds_nothing) {
             problems.push(file.diagnostic(
-                file.field_span("preload"),
-                format!("`{}` is a tool but is marked preload", recipe.name),
-                "not a library",
-                Some("only extensions and builtin modules can be preloaded".into()),
+                file.field_span("kind"),
+                format!("`{}` is a builtin but has a source or a build", recipe.name),
+                "builtin",
+                Some("builtins ship with PostgreSQL: remove `source` and `build`".into()),
+            ));
+        }
+        if recipe.kind != RecipeKind::Builtin && (builtin_source || builds_nothing) {
+            problems.push(file.diagnostic(
+                file.field_span("kind"),
+                format!("`{}` needs a git source and a build kind", recipe.name),
+                "not a builtin",
+                Some("add `source: Git(url: …, commit: …)` and `build: Pgxs()` (or another kind)".into()),
             ));
         }
     }

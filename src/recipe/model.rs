@@ -137,9 +137,12 @@ pub enum RecipeKind {
 }
 
 /// Where a recipe's source comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Source {
+    /// Ships with PostgreSQL (the base image has it); nothing to fetch or build.
+    #[default]
+    Builtin,
     /// A git repository pinned by commit.
     Git {
         /// Upstream URL. Not part of any hash: a mirror may serve it.
@@ -153,14 +156,59 @@ pub enum Source {
 }
 
 /// How a recipe builds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Build {
+    /// Nothing to build (builtin modules).
+    #[default]
+    Builtin,
     /// PostgreSQL's extension build system: `make` and `make install` against pg_config.
     Pgxs {
         /// Extra `make` arguments (`NAME=value` or targets), in order.
         #[serde(default)]
         flags: Vec<String>,
+    },
+    /// A plain Makefile (`make`, `make install PREFIX=…`).
+    Make {
+        /// Extra `make` arguments, in order.
+        #[serde(default)]
+        flags: Vec<String>,
+    },
+    /// CMake.
+    Cmake {
+        /// Extra `cmake` arguments (`-DNAME=value`), in order.
+        #[serde(default)]
+        flags: Vec<String>,
+    },
+    /// Meson.
+    Meson {
+        /// Extra `meson setup` arguments, in order.
+        #[serde(default)]
+        flags: Vec<String>,
+    },
+    /// `./configure` (after `autogen.sh` when there is no configure script).
+    Autotools {
+        /// Extra `configure` arguments, in order.
+        #[serde(default)]
+        flags: Vec<String>,
+    },
+    /// A Rust extension built with cargo-pgrx.
+    CargoPgrx {
+        /// The cargo-pgrx version to build with (matches the pgrx the source uses).
+        pgrx: String,
+        /// Cargo features to enable (e.g. `pg18`).
+        #[serde(default)]
+        features: Vec<String>,
+        /// Build without the crate's default features.
+        #[serde(default)]
+        no_default_features: bool,
+    },
+    /// Only SQL and control files, copied as they are.
+    Sql,
+    /// An escape hatch: a shell script run in the source tree with DESTDIR and PG_CONFIG.
+    Script {
+        /// The script's text.
+        script: String,
     },
 }
 
@@ -168,14 +216,38 @@ impl Build {
     /// The build kind's name as the derivation encodes it.
     pub fn kind_name(&self) -> &'static str {
         match self {
+            Build::Builtin => "builtin",
             Build::Pgxs { .. } => "pgxs",
+            Build::Make { .. } => "make",
+            Build::Cmake { .. } => "cmake",
+            Build::Meson { .. } => "meson",
+            Build::Autotools { .. } => "autotools",
+            Build::CargoPgrx { .. } => "cargo-pgrx",
+            Build::Sql => "sql",
+            Build::Script { .. } => "script",
         }
     }
 
-    /// The build kind's flags, in order.
-    pub fn flags(&self) -> &[String] {
+    /// Everything else about the build kind that decides the output, as an ordered list
+    /// (a derivation input).
+    pub fn hash_inputs(&self) -> Vec<String> {
         match self {
-            Build::Pgxs { flags } => flags,
+            Build::Pgxs { flags }
+            | Build::Make { flags }
+            | Build::Cmake { flags }
+            | Build::Meson { flags }
+            | Build::Autotools { flags } => flags.clone(),
+            Build::CargoPgrx {
+                pgrx,
+                features,
+                no_default_features,
+            } => vec![
+                format!("pgrx={pgrx}"),
+                format!("features={}", features.join(",")),
+                format!("no_default_features={no_default_features}"),
+            ],
+            Build::Script { script } => vec![format!("script={script}")],
+            Build::Builtin | Build::Sql => Vec::new(),
         }
     }
 }
@@ -216,12 +288,14 @@ pub struct Recipe {
     /// One line for people.
     #[serde(default)]
     pub description: String,
-    /// The pinned source.
+    /// The pinned source (builtins have none).
+    #[serde(default)]
     pub source: Source,
     /// Directory inside the source tree to build in.
     #[serde(default)]
     pub subdir: Option<String>,
-    /// The build kind and its flags.
+    /// The build kind and its flags (builtins build nothing).
+    #[serde(default)]
     pub build: Build,
     /// Recipes needed at build time and run time.
     #[serde(default)]
@@ -244,17 +318,27 @@ pub struct Recipe {
 }
 
 impl Recipe {
-    /// The pinned commit.
-    pub fn commit(&self) -> CommitSha {
+    /// The pinned commit; None for builtins.
+    pub fn commit(&self) -> Option<CommitSha> {
         match &self.source {
-            Source::Git { commit, .. } => *commit,
+            Source::Git { commit, .. } => Some(*commit),
+            Source::Builtin => None,
         }
     }
 
-    /// The upstream URL.
+    /// The upstream URL; empty for builtins.
     pub fn url(&self) -> &str {
         match &self.source {
             Source::Git { url, .. } => url,
+            Source::Builtin => "",
+        }
+    }
+
+    /// The tag label, if any.
+    pub fn tag(&self) -> Option<&str> {
+        match &self.source {
+            Source::Git { tag, .. } => tag.as_deref(),
+            Source::Builtin => None,
         }
     }
 }

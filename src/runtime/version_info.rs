@@ -65,10 +65,8 @@ impl VersionInfo {
                     RecipeKind::Builtin => "builtin",
                 }
                 .to_owned(),
-                commit: recipe.commit().to_string(),
-                tag: match &recipe.source {
-                    crate::recipe::Source::Git { tag, .. } => tag.clone(),
-                },
+                commit: recipe.commit().map(|c| c.to_string()).unwrap_or_default(),
+                tag: recipe.tag().map(str::to_owned),
                 derivation: real.drv.to_string(),
                 object: real.object.to_string(),
             })
@@ -104,7 +102,7 @@ impl VersionInfo {
                 "{:width$}  {:10}  {}  {}\n",
                 e.name,
                 e.version,
-                &e.commit[..12],
+                e.commit.get(..12).unwrap_or("-"),
                 e.tag.as_deref().unwrap_or("-")
             ));
         }

@@ -146,3 +146,29 @@ fn file_name_must_match_recipe_name() {
     let err = plan_fails(&ctx, 2);
     assert!(err.contains("differs from its file name `y.ron`"), "{err}");
 }
+
+#[test]
+fn builtins_have_no_source_and_extensions_need_one() {
+    let ctx = TestContext::new();
+    fs_err::write(
+        ctx.recipe_path("pg_trgm"),
+        format!("Recipe(\n    name: \"pg_trgm\",\n    kind: Builtin,\n    source: Git(url: \"u\", commit: \"{COMMIT}\"),\n    build: Pgxs(),\n)\n"),
+    )
+    .unwrap();
+    fs_err::write(
+        ctx.recipe_path("ext"),
+        "Recipe(\n    name: \"ext\",\n    kind: Extension,\n)\n",
+    )
+    .unwrap();
+    let err = plan_fails(&ctx, 2);
+    assert!(
+        err.contains(
+            "recipes/pg_trgm.ron:3:11: `pg_trgm` is a builtin but has a source or a build"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("recipes/ext.ron:3:11: `ext` needs a git source and a build kind"),
+        "{err}"
+    );
+}

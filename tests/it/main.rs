@@ -2,6 +2,7 @@
 //! PostgreSQL 18 servers, OCI tools and the Docker engine.
 
 mod autoconfig;
+mod catalog;
 mod context;
 mod demo;
 mod errors;
