@@ -10,7 +10,7 @@ use crate::drv::Plan;
 use crate::fetch::Fetcher;
 use crate::graph::Graph;
 use crate::image::{self, ArtifactLayer, ImageRequest, LayerCache, Output, PlatformImage};
-use crate::recipe::{BaseImage, Platform, Project};
+use crate::recipe::{BaseImage, Platform, Project, Recipe};
 use crate::runtime::{self, VersionInfo};
 use crate::store::Store;
 
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         );
     }
     if let Some(output) = output {
-        let request = image_request(&store, &project, &plan, &outcome, &platforms);
+        let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms);
         let summary = image::assemble(&request, &output).map_err(Failure::environment)?;
         match summary.index_digest {
             Some(digest) => println!("{digest}"),
@@ -109,10 +109,13 @@ fn record_last_build(
 fn image_request(
     store: &Store,
     project: &Project,
+    graph: &Graph<'_>,
     plan: &Plan<'_>,
     outcome: &Outcome,
     platforms: &[Platform],
 ) -> ImageRequest {
+    // Init SQL covers builtins too, which have no derivation.
+    let recipes: Vec<&Recipe> = graph.order.iter().map(|r| &r.recipe).collect();
     let mut images = Vec::new();
     let mut created_all = 0;
     for &platform in platforms {
@@ -143,7 +146,7 @@ fn image_request(
             runtime_files: [
                 info.files(),
                 vec![runtime::entrypoint_file()],
-                runtime::init_files(&parts.iter().map(|(r, _)| *r).collect::<Vec<_>>()),
+                runtime::init_files(&recipes),
             ]
             .concat(),
             created,
