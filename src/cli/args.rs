@@ -47,6 +47,61 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the settings the image's entrypoint computes for a machine of this size.
     Autoconfig(AutoconfigArgs),
+    /// Look after the recipes: list, show, check, bump.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+}
+
+/// `azb recipe ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// List the recipes.
+    List(RecipeListArgs),
+    /// Show one recipe and its derivation per platform.
+    Show {
+        /// The recipe.
+        name: String,
+    },
+    /// Check every recipe rule; all problems at once.
+    Check,
+    /// Re-pin a recipe to a commit or tag (resolved through git), then show what rebuilds.
+    Bump {
+        /// The recipe.
+        name: String,
+        /// A 40-hex commit or a tag of the recipe's repository.
+        rev: String,
+    },
+}
+
+/// Recipe kinds for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Extensions.
+    Extension,
+    /// Tools.
+    Tool,
+    /// Builtin modules.
+    Builtin,
+}
+
+/// `azb recipe list`.
+#[derive(Debug, Args)]
+pub struct RecipeListArgs {
+    /// Only this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Only this category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only enabled recipes.
+    #[arg(long, conflicts_with = "disabled")]
+    pub enabled: bool,
+    /// Only disabled recipes.
+    #[arg(long)]
+    pub disabled: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `azb autoconfig`.

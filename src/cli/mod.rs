@@ -10,6 +10,7 @@ mod autoconfig;
 mod build;
 mod plan;
 mod progress;
+mod recipe;
 mod settings;
 
 use std::io::IsTerminal;
@@ -138,6 +139,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         args::Command::Build(ref args) => build::run(&global()?, args),
         args::Command::Plan(ref args) => plan::run(&global()?, args),
+        args::Command::Recipe(ref command) => recipe::run(&global()?, command),
         // Needs no project.
         args::Command::Autoconfig(ref args) => autoconfig::run(args),
     }

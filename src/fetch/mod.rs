@@ -39,6 +39,18 @@ pub enum Error {
         #[source]
         source: git2::Error,
     },
+    /// Neither a commit nor a tag of the repository.
+    #[error(
+        "`{rev}` is neither a 40-hex commit nor a tag of `{url}` (fetched all refs from `{fetched_from}`)"
+    )]
+    RevisionMissing {
+        /// The upstream URL.
+        url: String,
+        /// Where the refs came from.
+        fetched_from: String,
+        /// What was asked for.
+        rev: String,
+    },
     /// After fetching every ref, the pinned commit is still not there.
     #[error("commit {commit} is not in `{url}` (fetched all refs from `{fetched_from}`)")]
     CommitMissing {
@@ -64,24 +76,21 @@ impl Fetcher {
         Self { store, mirrors }
     }
 
-    /// Makes sure the mirror of `url` holds `commit`, fetching every ref when it does not.
-    #[tracing::instrument(level = "debug", skip(self))]
-    pub fn ensure(&self, url: &str, commit: CommitSha) -> Result<PathBuf, Error> {
+    /// Opens (creating if needed) the mirror of `url`, under its lock.
+    fn open_mirror(&self, url: &str) -> Result<(Repository, PathBuf, LockFile), Error> {
         let mirror = self.store.layout().source_mirror(url);
         let lock_name = format!(
             "source-{}",
             mirror.file_name().unwrap_or_default().to_string_lossy()
         );
-        let _lock = LockFile::acquire(&self.store.layout().lock(&lock_name))?;
+        let lock = LockFile::acquire(&self.store.layout().lock(&lock_name))?;
         let git = |action, source| Error::Git {
             action,
             url: url.to_owned(),
             mirror: mirror.clone(),
             source,
         };
-        let repo = if mirror.join("HEAD").is_file() {
-            Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?
-        } else {
+        if !mirror.join("HEAD").is_file() {
             let tmp = tempfile::Builder::new()
                 .prefix("mirror-")
                 .tempdir_in(self.store.layout().tmp())
@@ -89,14 +98,21 @@ impl Fetcher {
             Repository::init_bare(tmp.path()).map_err(|e| git("create a mirror for", e))?;
             let tmp = tmp.keep();
             err::rename(&tmp, &mirror).map_err(|e| FsError::new("move mirror into", &mirror, e))?;
-            Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?
-        };
-        let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
-        if repo.find_commit(oid).is_ok() {
-            return Ok(mirror);
         }
+        let repo = Repository::open_bare(&mirror).map_err(|e| git("open the mirror of", e))?;
+        Ok((repo, mirror, lock))
+    }
+
+    /// Fetches every ref of `url` (through its override) into `repo`; returns where from.
+    fn fetch_all(&self, repo: &Repository, url: &str, mirror: &Path) -> Result<String, Error> {
+        let git = |action, source| Error::Git {
+            action,
+            url: url.to_owned(),
+            mirror: mirror.to_owned(),
+            source,
+        };
         let from = self.mirrors.resolve(url);
-        tracing::info!(url, from = %from, %commit, "fetching");
+        tracing::info!(url, from = %from, "fetching");
         let mut remote = repo
             .remote_anonymous(&from)
             .map_err(|e| git("open remote", e))?;
@@ -105,13 +121,27 @@ impl Fetcher {
         remote
             .fetch(&["+refs/*:refs/*"], Some(&mut options), None)
             .map_err(|e| git("fetch from", e))?;
+        Ok(from)
+    }
+
+    /// Makes sure the mirror of `url` holds `commit`, fetching every ref when it does not.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn ensure(&self, url: &str, commit: CommitSha) -> Result<PathBuf, Error> {
+        let (repo, mirror, _lock) = self.open_mirror(url)?;
+        let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
+        if repo.find_commit(oid).is_ok() {
+            return Ok(mirror);
+        }
+        let from = self.fetch_all(&repo, url, &mirror)?;
         if repo.find_commit(oid).is_err() {
             // Servers that allow it serve an unadvertised commit by id.
-            let _ = remote.fetch(
-                &[commit.to_string().as_str()],
-                Some(&mut FetchOptions::new()),
-                None,
-            );
+            if let Ok(mut remote) = repo.remote_anonymous(&from) {
+                let _ = remote.fetch(
+                    &[commit.to_string().as_str()],
+                    Some(&mut FetchOptions::new()),
+                    None,
+                );
+            }
         }
         if repo.find_commit(oid).is_err() {
             return Err(Error::CommitMissing {
@@ -121,6 +151,53 @@ impl Fetcher {
             });
         }
         Ok(mirror)
+    }
+
+    /// Fetches every ref of `url` and resolves `rev`, a 40-hex commit or a tag name, to a
+    /// commit, with the tag that names it (for a commit: the first tag, by name, pointing
+    /// at it, if any).
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn resolve(&self, url: &str, rev: &str) -> Result<(CommitSha, Option<String>), Error> {
+        let (repo, mirror, _lock) = self.open_mirror(url)?;
+        let from = self.fetch_all(&repo, url, &mirror)?;
+        let to_sha =
+            |oid: Oid| -> CommitSha { oid.to_string().parse().expect("git object ids are 40 hex") };
+        if let Ok(commit) = rev.parse::<CommitSha>() {
+            let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
+            if repo.find_commit(oid).is_err() {
+                return Err(Error::CommitMissing {
+                    url: url.to_owned(),
+                    fetched_from: from,
+                    commit,
+                });
+            }
+            let mut names: Vec<String> = repo
+                .tag_names(None)
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(|n| n.ok().flatten())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            let tag = names.into_iter().find(|name| {
+                repo.revparse_single(&format!("refs/tags/{name}"))
+                    .and_then(|o| o.peel_to_commit())
+                    .is_ok_and(|c| c.id() == oid)
+            });
+            return Ok((commit, tag));
+        }
+        let commit = repo
+            .revparse_single(&format!("refs/tags/{rev}"))
+            .and_then(|o| o.peel_to_commit())
+            .map_err(|_| Error::RevisionMissing {
+                url: url.to_owned(),
+                fetched_from: from,
+                rev: rev.to_owned(),
+            })?;
+        Ok((to_sha(commit.id()), Some(rev.to_owned())))
     }
 
     /// Writes the tree of `commit` (already in the mirror of `url`) into the empty

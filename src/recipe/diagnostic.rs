@@ -70,15 +70,22 @@ impl SourceFile {
     }
 
     fn find_field(&self, field: &str) -> Option<Range<usize>> {
+        self.find_field_from(field, 0)
+    }
+
+    /// The span of `field: <value>`'s value at or after byte `from`, skipping `//` comments.
+    pub(crate) fn find_field_from(&self, field: &str, mut from: usize) -> Option<Range<usize>> {
         let text = &*self.text;
-        let mut from = 0;
         while let Some(found) = text[from..].find(field) {
             let start = from + found;
             from = start + field.len();
-            let before_ok = text[..start]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let in_comment = text[line_start..start].contains("//");
+            let before_ok = !in_comment
+                && text[..start]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
             let after = text[from..].trim_start_matches([' ', '\t']);
             if before_ok && after.starts_with(':') {
                 let colon = text.len() - after.len();
@@ -110,8 +117,8 @@ impl SourceFile {
     }
 }
 
-/// Length of one RON value at the start of `text`: a quoted string, a bracketed group, or a
-/// bare token up to the next `,` or line end.
+/// Length of one RON value at the start of `text`: a quoted string, a bracketed group, a
+/// named group `Name(...)`, or a bare token up to the next `,` or line end.
 fn value_len(text: &str) -> usize {
     let bytes = text.as_bytes();
     match bytes.first() {
@@ -134,7 +141,17 @@ fn value_len(text: &str) -> usize {
             }
             text.len()
         }
-        _ => text.find([',', '\n', ')']).unwrap_or(text.len()),
+        _ => {
+            // An identifier; `Name(...)` (an enum or struct value) runs to its `)`.
+            let ident = text
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(text.len());
+            if ident > 0 && text[ident..].starts_with('(') {
+                ident + value_len(&text[ident..])
+            } else {
+                text.find([',', '\n', ')']).unwrap_or(text.len())
+            }
+        }
     }
 }
 
@@ -214,6 +231,12 @@ mod tests {
         assert_eq!(&f.text[f.item_span("depends", "c")], "\"c\"");
         assert_eq!(f.line_col(f.item_span("depends", "c").start), (3, 20));
         assert_eq!(f.offset(3, 20), f.item_span("depends", "c").start);
+    }
+
+    #[test]
+    fn fields_in_comments_are_not_fields() {
+        let f = file("// name: \"not this\"\n(name: \"this\")");
+        assert_eq!(&f.text[f.field_span("name")], "\"this\"");
     }
 
     #[test]

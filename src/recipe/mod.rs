@@ -5,6 +5,7 @@
 //! nothing of the store.
 
 mod diagnostic;
+mod edit;
 mod error;
 mod image_def;
 mod load;
@@ -12,6 +13,7 @@ mod model;
 mod platform;
 
 pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
+pub use edit::{NoPin, set_pin};
 pub use error::Error;
 pub use image_def::{BaseImage, ImageDef, PlatformDef, RecipeSelection, Toolchain};
 pub use load::{LoadedRecipe, Project, RecipeSet, load_recipes};

@@ -163,6 +163,13 @@ impl TestContext {
         .to_string()
     }
 
+    /// Tags the current commit of fixture `name`'s repository.
+    pub fn tag_fixture(&self, name: &str, tag: &str) {
+        let repo = Repository::open(self.upstreams().join(name)).unwrap();
+        let head = repo.head().unwrap().peel(git2::ObjectType::Commit).unwrap();
+        repo.tag_lightweight(tag, &head, false).unwrap();
+    }
+
     /// Writes recipes/<name>.ron for a fixture.
     pub fn write_recipe(&self, spec: RecipeSpec<'_>) {
         self.write_recipe_with_flags(spec, &[]);

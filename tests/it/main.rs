@@ -10,3 +10,4 @@ mod image;
 mod initdb;
 mod pipeline;
 mod postgres;
+mod recipe;

@@ -1,0 +1,208 @@
+//! `azb recipe list | show | check | bump`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::args::{KindArg, RecipeCommand, RecipeListArgs};
+use super::settings::{self, GlobalSettings};
+use super::{Failure, FailureKind};
+use crate::fetch::Fetcher;
+use crate::graph::Graph;
+use crate::recipe::{Project, RecipeKind, RecipeSelection, set_pin};
+
+/// Runs an `azb recipe` command.
+pub fn run(global: &GlobalSettings, command: &RecipeCommand) -> Result<(), Failure> {
+    match command {
+        RecipeCommand::List(args) => list(global, args),
+        RecipeCommand::Show { name } => show(global, name),
+        RecipeCommand::Check => check(global),
+        RecipeCommand::Bump { name, rev } => bump(global, name, rev),
+    }
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    name: &'a str,
+    kind: &'static str,
+    category: &'a str,
+    version: &'a str,
+    build: &'static str,
+    enabled: bool,
+    commit: Option<String>,
+    tag: Option<&'a str>,
+}
+
+fn kind_name(kind: RecipeKind) -> &'static str {
+    match kind {
+        RecipeKind::Extension => "extension",
+        RecipeKind::Tool => "tool",
+        RecipeKind::Builtin => "builtin",
+    }
+}
+
+fn list(global: &GlobalSettings, args: &RecipeListArgs) -> Result<(), Failure> {
+    let project = settings::load_project(global)?;
+    let rows: Vec<Row<'_>> = project
+        .recipes
+        .recipes
+        .values()
+        .map(|l| &l.recipe)
+        .filter(|r| match args.kind {
+            None => true,
+            Some(KindArg::Extension) => r.kind == RecipeKind::Extension,
+            Some(KindArg::Tool) => r.kind == RecipeKind::Tool,
+            Some(KindArg::Builtin) => r.kind == RecipeKind::Builtin,
+        })
+        .filter(|r| args.category.as_ref().is_none_or(|c| &r.category == c))
+        .filter(|r| (!args.enabled || r.enabled) && (!args.disabled || !r.enabled))
+        .map(|r| Row {
+            name: r.name.as_str(),
+            kind: kind_name(r.kind),
+            category: &r.category,
+            version: &r.version,
+            build: r.build.kind_name(),
+            enabled: r.enabled,
+            commit: r.commit().map(|c| c.to_string()),
+            tag: r.tag(),
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialise")
+        );
+        return Ok(());
+    }
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$}  {:<9}  {:<13}  {:<10}  {:<10}  ENABLED",
+        "NAME", "KIND", "CATEGORY", "VERSION", "BUILD"
+    );
+    for r in &rows {
+        println!(
+            "{:<width$}  {:<9}  {:<13}  {:<10}  {:<10}  {}",
+            r.name,
+            r.kind,
+            r.category,
+            r.version,
+            r.build,
+            if r.enabled { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+/// Every derivation hash of the project's image, by (name, platform).
+fn hashes(project: &Project) -> Result<BTreeMap<(String, String), String>, Failure> {
+    let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
+    let platforms: Vec<_> = project.image.platforms.keys().copied().collect();
+    let (_, plan) = settings::plan(project, &graph, &platforms)?;
+    Ok(plan
+        .items
+        .iter()
+        .map(|p| {
+            (
+                (p.drv.name.to_string(), p.drv.platform.to_string()),
+                p.hash.to_string(),
+            )
+        })
+        .collect())
+}
+
+fn show(global: &GlobalSettings, name: &str) -> Result<(), Failure> {
+    let project = settings::load_project(global)?;
+    let Some(loaded) = project.recipes.get(name) else {
+        return Err(Failure::input(miette::miette!(
+            help = "`azb recipe list` shows the names",
+            "no recipe `{name}`"
+        )));
+    };
+    let text = ron::ser::to_string_pretty(
+        &loaded.recipe,
+        ron::ser::PrettyConfig::default().struct_names(true),
+    )
+    .expect("a recipe serialises");
+    println!("{text}");
+    for ((recipe, platform), hash) in hashes(&project)? {
+        if recipe == name {
+            println!("derivation {platform}: {hash}");
+        }
+    }
+    Ok(())
+}
+
+fn check(global: &GlobalSettings) -> Result<(), Failure> {
+    let project = settings::load_project(global)?;
+    let every: Vec<_> = project.recipes.recipes.keys().cloned().collect();
+    Graph::resolve(&project.recipes, &RecipeSelection::All).map_err(Failure::input)?;
+    // Disabled recipes too: a cycle among them is still a cycle.
+    let all = RecipeSelection::Only(every.clone());
+    if let Err(e) = Graph::resolve(&project.recipes, &all)
+        && !matches!(e, crate::graph::Error::Disabled(_))
+    {
+        return Err(Failure::input(e));
+    }
+    if !global.quiet {
+        eprintln!(
+            "azb: {} recipes and {} are valid",
+            every.len(),
+            project.image_file.name
+        );
+    }
+    Ok(())
+}
+
+fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
+    let project = settings::load_project(global)?;
+    let Some(loaded) = project.recipes.get(name) else {
+        return Err(Failure::input(miette::miette!(
+            help = "`azb recipe list` shows the names",
+            "no recipe `{name}`"
+        )));
+    };
+    if loaded.recipe.commit().is_none() {
+        return Err(Failure::input(miette::miette!(
+            "`{name}` is a builtin: it has no pin to bump"
+        )));
+    }
+    let before = hashes(&project)?;
+    let store = global.store()?;
+    let fetcher = Fetcher::new(store, global.mirrors()?);
+    let (commit, tag) = fetcher
+        .resolve(loaded.recipe.url(), rev)
+        .map_err(|e| match e {
+            crate::fetch::Error::CommitMissing { .. }
+            | crate::fetch::Error::RevisionMissing { .. } => Failure::plain(FailureKind::Input, e),
+            other => Failure::environment(other),
+        })?;
+    let text = set_pin(&loaded.file, commit, tag.as_deref())
+        .map_err(|e| Failure::plain(FailureKind::Input, e))?;
+    let path = project.root.join("recipes").join(format!("{name}.ron"));
+    let recipes_dir = project.root.join("recipes");
+    let original = loaded.file.text.to_string();
+    crate::fs::write_atomic(&recipes_dir, &path, text.as_bytes()).map_err(Failure::environment)?;
+    let after = match settings::load_project(global) {
+        Ok(project) => hashes(&project),
+        Err(e) => Err(e),
+    };
+    let after = match after {
+        Ok(after) => after,
+        Err(failure) => {
+            // Never leave a broken recipe behind.
+            crate::fs::write_atomic(&recipes_dir, &path, original.as_bytes())
+                .map_err(Failure::environment)?;
+            return Err(failure);
+        }
+    };
+    eprintln!(
+        "azb: {name} pinned to {commit}{}",
+        tag.map(|t| format!(" ({t})")).unwrap_or_default()
+    );
+    for (key, hash) in &after {
+        if before.get(key) != Some(hash) {
+            println!("rebuild {} {} {}", key.1, key.0, &hash[..12]);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `azb recipe list | show | check | bump` against local repositories standing in for
+//! upstreams.
+
+use crate::context::{TestContext, repo_root, shared, stderr};
+
+#[test]
+fn bump_to_a_tag_rewrites_only_the_pin_and_lists_what_rebuilds() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let before = fs_err::read_to_string(ctx.recipe_path("azb_hello")).unwrap();
+    let old = before
+        .lines()
+        .find(|l| l.trim_start().starts_with("commit:"))
+        .unwrap()
+        .to_owned();
+    let new_commit = ctx.commit_fixture("azb_hello", &[("CHANGES", "2.0\n")]);
+    ctx.tag_fixture("azb_hello", "v2.0");
+
+    let out = ctx.run(&["recipe", "bump", "azb_hello", "v2.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = fs_err::read_to_string(ctx.recipe_path("azb_hello")).unwrap();
+    let expected = before
+        .replace(
+            &old,
+            &old.replace(old.split('"').nth(1).unwrap(), &new_commit),
+        )
+        .replace("tag: Some(\"v1.0\")", "tag: Some(\"v2.0\")");
+    assert_eq!(after, expected, "only the commit and the tag label change");
+
+    let mut rebuilds: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    rebuilds.sort();
+    assert_eq!(
+        rebuilds,
+        [
+            "rebuild linux/amd64 azb_dep",
+            "rebuild linux/amd64 azb_hello",
+            "rebuild linux/arm64 azb_dep",
+            "rebuild linux/arm64 azb_hello"
+        ]
+    );
+}
+
+#[test]
+fn bump_to_a_commit_takes_the_tag_that_names_it_if_any() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let untagged = ctx.commit_fixture("azb_sql", &[("NEWS", "1.1\n")]);
+    ctx.ok(&["recipe", "bump", "azb_sql", &untagged]);
+    let text = fs_err::read_to_string(ctx.recipe_path("azb_sql")).unwrap();
+    assert!(
+        text.contains(&format!("commit: \"{untagged}\"")) && text.contains("tag: None"),
+        "{text}"
+    );
+    ctx.tag_fixture("azb_sql", "v1.1");
+    ctx.ok(&["recipe", "bump", "azb_sql", &untagged]);
+    assert!(
+        fs_err::read_to_string(ctx.recipe_path("azb_sql"))
+            .unwrap()
+            .contains("tag: Some(\"v1.1\")")
+    );
+}
+
+#[test]
+fn bump_refuses_what_the_remote_lacks_and_leaves_the_file_alone() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let before = fs_err::read(ctx.recipe_path("azb_hello")).unwrap();
+    for (rev, message) in [
+        (
+            "1111111111111111111111111111111111111111",
+            "commit 1111111111111111111111111111111111111111 is not in",
+        ),
+        ("v9.9", "`v9.9` is neither a 40-hex commit nor a tag of"),
+    ] {
+        let out = ctx.run(&["recipe", "bump", "azb_hello", rev]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        assert_eq!(fs_err::read(ctx.recipe_path("azb_hello")).unwrap(), before);
+    }
+    let out = ctx.run(&["recipe", "bump", "nope", "v1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no recipe `nope`"));
+}
+
+#[test]
+fn list_show_and_check() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let list: serde_json::Value =
+        serde_json::from_str(&ctx.ok(&["recipe", "list", "--json"])).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["azb_dep", "azb_hello", "azb_sql"]);
+    let shown = ctx.ok(&["recipe", "show", "azb_dep"]);
+    assert!(
+        shown.contains("depends: [\"azb_hello\"]") || shown.contains("\"azb_hello\""),
+        "{shown}"
+    );
+    assert_eq!(
+        shown
+            .lines()
+            .filter(|l| l.starts_with("derivation linux/"))
+            .count(),
+        2,
+        "{shown}"
+    );
+    let check = ctx.run(&["recipe", "check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+
+    // The real catalog passes too, and its filters work.
+    let catalog = std::process::Command::new(env!("CARGO_BIN_EXE_azb"))
+        .arg("--project")
+        .arg(repo_root())
+        .args(["recipe", "check"])
+        .output()
+        .unwrap();
+    assert!(catalog.status.success(), "{}", stderr(&catalog));
+    let builtins = std::process::Command::new(env!("CARGO_BIN_EXE_azb"))
+        .arg("--project")
+        .arg(repo_root())
+        .args(["recipe", "list", "--kind", "builtin", "--json"])
+        .output()
+        .unwrap();
+    let builtins: serde_json::Value = serde_json::from_slice(&builtins.stdout).unwrap();
+    assert_eq!(builtins.as_array().unwrap().len(), 6);
+}
