@@ -63,7 +63,13 @@ pub enum RecipeCommand {
         name: String,
     },
     /// Check every recipe rule; all problems at once.
-    Check,
+    Check {
+        /// Also verify through git that each tag still points at its pinned commit.
+        #[arg(long)]
+        online: bool,
+    },
+    /// List release tags upstream that are newer than each pinned tag.
+    Outdated,
     /// Re-pin a recipe to a commit or tag (resolved through git), then show what rebuilds.
     Bump {
         /// The recipe.

@@ -16,7 +16,8 @@ pub fn run(global: &GlobalSettings, command: &RecipeCommand) -> Result<(), Failu
     match command {
         RecipeCommand::List(args) => list(global, args),
         RecipeCommand::Show { name } => show(global, name),
-        RecipeCommand::Check => check(global),
+        RecipeCommand::Check { online } => check(global, *online),
+        RecipeCommand::Outdated => outdated(global),
         RecipeCommand::Bump { name, rev } => bump(global, name, rev),
     }
 }
@@ -132,7 +133,7 @@ fn show(global: &GlobalSettings, name: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn check(global: &GlobalSettings) -> Result<(), Failure> {
+fn check(global: &GlobalSettings, online: bool) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let every: Vec<_> = project.recipes.recipes.keys().cloned().collect();
     Graph::resolve(&project.recipes, &RecipeSelection::All).map_err(Failure::input)?;
@@ -142,6 +143,9 @@ fn check(global: &GlobalSettings) -> Result<(), Failure> {
         && !matches!(e, crate::graph::Error::Disabled(_))
     {
         return Err(Failure::input(e));
+    }
+    if online {
+        check_tags(global, &project)?;
     }
     if !global.quiet {
         eprintln!(
@@ -205,4 +209,107 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Every tag label must still name its pinned commit; a moved tag is reported, never
+/// followed.
+fn check_tags(global: &GlobalSettings, project: &Project) -> Result<(), Failure> {
+    let fetcher = Fetcher::new(global.store()?, global.mirrors()?);
+    let mut problems = Vec::new();
+    for loaded in project.recipes.recipes.values() {
+        let recipe = &loaded.recipe;
+        let (Some(commit), Some(tag)) = (recipe.commit(), recipe.tag()) else {
+            continue;
+        };
+        let tags = fetcher.tags(recipe.url()).map_err(Failure::environment)?;
+        match tags.iter().find(|(name, _)| name == tag) {
+            Some((_, target)) if *target == commit => {}
+            Some((_, target)) => problems.push(format!(
+                "{}: tag `{tag}` of {} now points at {target}, but the pin is {commit} \
+                 (a moved tag is not followed; review it, then `azb recipe bump {} {tag}`)",
+                loaded.file.name,
+                recipe.url(),
+                recipe.name
+            )),
+            None => problems.push(format!(
+                "{}: tag `{tag}` is gone from {}",
+                loaded.file.name,
+                recipe.url()
+            )),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    Err(Failure {
+        kind: FailureKind::Input,
+        report: None,
+    })
+}
+
+/// The numbers in a tag (`v0.8.2`, `ver_1.5.3`, `REL4_2_0` give [0,8,2], [1,5,3],
+/// [4,2,0]); None for pre-releases and tags without numbers.
+fn release_numbers(tag: &str) -> Option<Vec<u64>> {
+    let lower = tag.to_ascii_lowercase();
+    if ["rc", "beta", "alpha", "dev", "pre"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        return None;
+    }
+    let numbers: Vec<u64> = tag
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    (!numbers.is_empty()).then_some(numbers)
+}
+
+fn outdated(global: &GlobalSettings) -> Result<(), Failure> {
+    let project = settings::load_project(global)?;
+    let fetcher = Fetcher::new(global.store()?, global.mirrors()?);
+    for loaded in project.recipes.recipes.values() {
+        let recipe = &loaded.recipe;
+        let Some(pinned) = recipe.tag().and_then(release_numbers) else {
+            continue;
+        };
+        let tags = fetcher.tags(recipe.url()).map_err(Failure::environment)?;
+        let mut newer: Vec<(Vec<u64>, &str)> = tags
+            .iter()
+            .filter_map(|(name, _)| {
+                release_numbers(name)
+                    .filter(|n| *n > pinned)
+                    .map(|n| (n, name.as_str()))
+            })
+            .collect();
+        newer.sort();
+        if let Some((_, newest)) = newer.last() {
+            let all: Vec<&str> = newer.iter().map(|(_, n)| *n).collect();
+            println!(
+                "{} {} -> {newest} (newer: {})",
+                recipe.name,
+                recipe.tag().unwrap_or_default(),
+                all.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_numbers;
+
+    #[test]
+    fn release_numbers_of_catalog_tags() {
+        assert_eq!(release_numbers("v0.8.2"), Some(vec![0, 8, 2]));
+        assert_eq!(release_numbers("ver_1.5.3"), Some(vec![1, 5, 3]));
+        assert_eq!(release_numbers("REL4_2_0"), Some(vec![4, 2, 0]));
+        assert_eq!(release_numbers("release/2.58.0"), Some(vec![2, 58, 0]));
+        assert_eq!(release_numbers("v1.0.0-rc1"), None);
+        assert!(release_numbers("v0.10.0") > release_numbers("v0.9.9"));
+    }
 }

@@ -153,51 +153,63 @@ impl Fetcher {
         Ok(mirror)
     }
 
+    /// Fetches every ref of `url` and lists its tags with the commit each names, by name.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn tags(&self, url: &str) -> Result<Vec<(String, CommitSha)>, Error> {
+        let (repo, mirror, _lock) = self.open_mirror(url)?;
+        self.fetch_all(&repo, url, &mirror)?;
+        let mut names: Vec<String> = repo
+            .tag_names(None)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.ok().flatten())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .filter_map(|name| {
+                let commit = repo
+                    .revparse_single(&format!("refs/tags/{name}"))
+                    .and_then(|o| o.peel_to_commit())
+                    .ok()?;
+                Some((
+                    name,
+                    commit
+                        .id()
+                        .to_string()
+                        .parse()
+                        .expect("git object ids are 40 hex"),
+                ))
+            })
+            .collect())
+    }
+
     /// Fetches every ref of `url` and resolves `rev`, a 40-hex commit or a tag name, to a
     /// commit, with the tag that names it (for a commit: the first tag, by name, pointing
     /// at it, if any).
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn resolve(&self, url: &str, rev: &str) -> Result<(CommitSha, Option<String>), Error> {
-        let (repo, mirror, _lock) = self.open_mirror(url)?;
-        let from = self.fetch_all(&repo, url, &mirror)?;
-        let to_sha =
-            |oid: Oid| -> CommitSha { oid.to_string().parse().expect("git object ids are 40 hex") };
+        let tags = self.tags(url)?;
         if let Ok(commit) = rev.parse::<CommitSha>() {
-            let oid = Oid::from_bytes(commit.as_bytes()).expect("a CommitSha is 20 bytes");
-            if repo.find_commit(oid).is_err() {
-                return Err(Error::CommitMissing {
-                    url: url.to_owned(),
-                    fetched_from: from,
-                    commit,
-                });
-            }
-            let mut names: Vec<String> = repo
-                .tag_names(None)
-                .map(|names| {
-                    names
-                        .iter()
-                        .filter_map(|n| n.ok().flatten())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            let tag = names.into_iter().find(|name| {
-                repo.revparse_single(&format!("refs/tags/{name}"))
-                    .and_then(|o| o.peel_to_commit())
-                    .is_ok_and(|c| c.id() == oid)
-            });
+            self.ensure(url, commit)?;
+            let tag = tags
+                .into_iter()
+                .find(|(_, c)| *c == commit)
+                .map(|(name, _)| name);
             return Ok((commit, tag));
         }
-        let commit = repo
-            .revparse_single(&format!("refs/tags/{rev}"))
-            .and_then(|o| o.peel_to_commit())
-            .map_err(|_| Error::RevisionMissing {
+        tags.into_iter()
+            .find(|(name, _)| name == rev)
+            .map(|(name, commit)| (commit, Some(name)))
+            .ok_or_else(|| Error::RevisionMissing {
                 url: url.to_owned(),
-                fetched_from: from,
+                fetched_from: self.mirrors.resolve(url),
                 rev: rev.to_owned(),
-            })?;
-        Ok((to_sha(commit.id()), Some(rev.to_owned())))
+            })
     }
 
     /// Writes the tree of `commit` (already in the mirror of `url`) into the empty

@@ -167,7 +167,8 @@ impl TestContext {
     pub fn tag_fixture(&self, name: &str, tag: &str) {
         let repo = Repository::open(self.upstreams().join(name)).unwrap();
         let head = repo.head().unwrap().peel(git2::ObjectType::Commit).unwrap();
-        repo.tag_lightweight(tag, &head, false).unwrap();
+        // force: moving an existing tag is what some tests need.
+        repo.tag_lightweight(tag, &head, true).unwrap();
     }
 
     /// Writes recipes/<name>.ron for a fixture.

@@ -133,3 +133,29 @@ fn list_show_and_check() {
     let builtins: serde_json::Value = serde_json::from_slice(&builtins.stdout).unwrap();
     assert_eq!(builtins.as_array().unwrap().len(), 6);
 }
+
+#[test]
+fn check_online_reports_a_moved_tag_and_outdated_lists_newer_ones() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    for name in ["azb_hello", "azb_dep", "azb_sql"] {
+        ctx.tag_fixture(name, "v1.0");
+    }
+    let ok = ctx.run(&["recipe", "check", "--online"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(ctx.ok(&["recipe", "outdated"]).is_empty());
+
+    // Upstream moves v1.0 of azb_sql to a new commit and releases v1.2 and a candidate.
+    let before = fs_err::read(ctx.recipe_path("azb_sql")).unwrap();
+    let moved = ctx.commit_fixture("azb_sql", &[("NEWS", "moved\n")]);
+    ctx.tag_fixture("azb_sql", "v1.0");
+    ctx.tag_fixture("azb_sql", "v1.2");
+    ctx.tag_fixture("azb_sql", "v2.0-rc1");
+    let out = ctx.run(&["recipe", "check", "--online"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("recipes/azb_sql.ron: tag `v1.0` of https://fixtures.invalid/azb_sql now points at {moved}")), "{err}");
+    assert!(!err.contains("azb_hello.ron"), "{err}");
+    assert_eq!(fs_err::read(ctx.recipe_path("azb_sql")).unwrap(), before, "a moved tag is never followed");
+    assert_eq!(ctx.ok(&["recipe", "outdated"]), "azb_sql v1.0 -> v1.2 (newer: v1.2)\n");
+}
