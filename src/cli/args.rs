@@ -36,6 +36,9 @@ pub struct GlobalArgs {
     /// No progress output.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// An overlay applied after the image definition's (repeatable, in order).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub overlay: Vec<PathBuf>,
 }
 
 /// The commands.

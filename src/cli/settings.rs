@@ -24,6 +24,8 @@ pub struct GlobalSettings {
     pub cache_dir: PathBuf,
     /// No progress output.
     pub quiet: bool,
+    /// Overlays applied after the image definition's.
+    pub overlays: Vec<PathBuf>,
 }
 
 impl GlobalSettings {
@@ -52,6 +54,7 @@ impl GlobalSettings {
             image,
             cache_dir,
             quiet: args.quiet,
+            overlays: args.overlay.clone(),
         })
     }
 
@@ -131,7 +134,7 @@ fn toolchains(project: &Project, platforms: &[Platform]) -> Result<Toolchains, F
 
 /// Loads the project named by the settings.
 pub fn load_project(settings: &GlobalSettings) -> Result<Project, Failure> {
-    Project::load(&settings.project, &settings.image).map_err(|e| match e {
+    Project::load(&settings.project, &settings.image, &settings.overlays).map_err(|e| match e {
         crate::recipe::Error::Read(_) => Failure::environment(e),
         other => Failure::input(other),
     })

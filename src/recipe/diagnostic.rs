@@ -73,7 +73,8 @@ impl SourceFile {
         self.find_field_from(field, 0)
     }
 
-    /// The span of `field: <value>`'s value at or after byte `from`, skipping `//` comments.
+    /// The span of `field: <value>`'s value (or of `(...)` in `Variant(...)`) at or after
+    /// byte `from`, skipping `//` comments.
     pub(crate) fn find_field_from(&self, field: &str, mut from: usize) -> Option<Range<usize>> {
         let text = &*self.text;
         while let Some(found) = text[from..].find(field) {
@@ -92,6 +93,10 @@ impl SourceFile {
                 let value_start =
                     colon + 1 + (text[colon + 1..].len() - text[colon + 1..].trim_start().len());
                 return Some(value_start..value_start + value_len(&text[value_start..]));
+            }
+            // A variant with a value, `Name(...)`: its value is the group.
+            if before_ok && text[from..].starts_with('(') {
+                return Some(from..from + value_len(&text[from..]));
             }
         }
         None

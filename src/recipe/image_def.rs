@@ -24,6 +24,9 @@ pub struct ImageDef {
     /// Which recipes go in.
     #[serde(default)]
     pub recipes: RecipeSelection,
+    /// Overlay files applied to the recipes, in order (relative to the project root).
+    #[serde(default)]
+    pub overlays: Vec<String>,
 }
 
 /// Which recipes an image carries.

@@ -47,15 +47,30 @@ pub struct Project {
 }
 
 impl Project {
-    /// Loads the recipes under `root/recipes` and the image definition at `image_path`.
-    pub fn load(root: &Path, image_path: &Path) -> Result<Self, Error> {
-        let recipes = load_recipes(&root.join("recipes"))?;
+    /// Loads the recipes under `root/recipes` and the image definition at `image_path`,
+    /// applies the image's overlays and then `extra_overlays`, and checks the rules.
+    pub fn load(root: &Path, image_path: &Path, extra_overlays: &[PathBuf]) -> Result<Self, Error> {
+        let (mut recipes, mut problems) = read_recipes(&root.join("recipes"))?;
         let image_file = read_source(
             image_path,
             image_path.strip_prefix(root).unwrap_or(image_path),
         )?;
         let image: ImageDef = parse(&image_file, "image definition fields").map_err(Error::One)?;
-        let mut problems = Vec::new();
+        let overlay_paths = image
+            .overlays
+            .iter()
+            .map(|p| root.join(p))
+            .chain(extra_overlays.iter().cloned());
+        for path in overlay_paths {
+            let file = read_source(&path, path.strip_prefix(root).unwrap_or(&path))?;
+            match parse::<super::Overlay>(&file, "overlay fields") {
+                Ok(overlay) => {
+                    problems.extend(super::overlay::apply(&mut recipes, &overlay, &file))
+                }
+                Err(diagnostic) => problems.push(*diagnostic),
+            }
+        }
+        problems.extend(check_rules(&recipes));
         if let super::RecipeSelection::Only(names) = &image.recipes {
             for name in names.iter().filter(|n| recipes.get(n.as_str()).is_none()) {
                 problems.push(image_file.diagnostic(
@@ -107,6 +122,17 @@ fn parse<T: DeserializeOwned>(file: &SourceFile, what: &str) -> Result<T, Box<Re
 
 /// Loads and checks every `*.ron` in `dir`; all problems come back at once.
 pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
+    let (set, mut problems) = read_recipes(dir)?;
+    problems.extend(check_rules(&set));
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(problems.into())
+    }
+}
+
+/// Parses every `*.ron` in `dir`: the recipes that parsed, and the problems of the rest.
+fn read_recipes(dir: &Path) -> Result<(RecipeSet, Vec<RecipeDiagnostic>), Error> {
     if !dir.is_dir() {
         return Err(Error::NoRecipes {
             path: dir.to_owned(),
@@ -146,12 +172,7 @@ pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
             Err(diagnostic) => problems.push(*diagnostic),
         }
     }
-    problems.extend(check_rules(&set));
-    if problems.is_empty() {
-        Ok(set)
-    } else {
-        Err(problems.into())
-    }
+    Ok((set, problems))
 }
 
 /// The rules between recipes: dependencies exist and are enabled, nothing depends on

@@ -10,6 +10,7 @@ mod error;
 mod image_def;
 mod load;
 mod model;
+mod overlay;
 mod platform;
 
 pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
@@ -20,4 +21,5 @@ pub use load::{LoadedRecipe, Project, RecipeSet, load_recipes};
 pub use model::{
     BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source,
 };
+pub use overlay::{Overlay, Patch};
 pub use platform::{Platform, UnknownPlatform};

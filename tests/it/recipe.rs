@@ -156,6 +156,13 @@ fn check_online_reports_a_moved_tag_and_outdated_lists_newer_ones() {
     let err = stderr(&out);
     assert!(err.contains(&format!("recipes/azb_sql.ron: tag `v1.0` of https://fixtures.invalid/azb_sql now points at {moved}")), "{err}");
     assert!(!err.contains("azb_hello.ron"), "{err}");
-    assert_eq!(fs_err::read(ctx.recipe_path("azb_sql")).unwrap(), before, "a moved tag is never followed");
-    assert_eq!(ctx.ok(&["recipe", "outdated"]), "azb_sql v1.0 -> v1.2 (newer: v1.2)\n");
+    assert_eq!(
+        fs_err::read(ctx.recipe_path("azb_sql")).unwrap(),
+        before,
+        "a moved tag is never followed"
+    );
+    assert_eq!(
+        ctx.ok(&["recipe", "outdated"]),
+        "azb_sql v1.0 -> v1.2 (newer: v1.2)\n"
+    );
 }
