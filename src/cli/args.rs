@@ -50,6 +50,12 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the settings the image's entrypoint computes for a machine of this size.
     Autoconfig(AutoconfigArgs),
+    /// Write the files generated from the recipes (EXTENSIONS.md, the init SQL).
+    Gen {
+        /// Write nothing; fail when a generated file is stale.
+        #[arg(long)]
+        check: bool,
+    },
     /// Look after the recipes: list, show, check, bump.
     #[command(subcommand)]
     Recipe(RecipeCommand),

@@ -8,6 +8,7 @@
 mod args;
 mod autoconfig;
 mod build;
+mod gen_files;
 mod plan;
 mod progress;
 mod recipe;
@@ -140,6 +141,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         args::Command::Build(ref args) => build::run(&global()?, args),
         args::Command::Plan(ref args) => plan::run(&global()?, args),
         args::Command::Recipe(ref command) => recipe::run(&global()?, command),
+        args::Command::Gen { check } => gen_files::run(&global()?, check),
         // Needs no project.
         args::Command::Autoconfig(ref args) => autoconfig::run(args),
     }

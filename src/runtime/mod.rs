@@ -4,10 +4,12 @@
 //!
 //! Owns the content of those files. Never writes layers (image does) and never builds.
 
+mod catalog;
 mod entrypoint;
 mod initdb;
 mod version_info;
 
+pub use catalog::extensions_md;
 pub use entrypoint::{
     Autoconfig, AutoconfigError, ENTRYPOINT_PATH, Settings, autoconfig, entrypoint_file,
 };

@@ -93,3 +93,54 @@ fn the_catalog_plans_without_a_network() {
         "plan fetched something"
     );
 }
+
+#[test]
+fn generated_files_are_fresh_and_a_stale_one_is_caught() {
+    let azb = |root: &std::path::Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_azb"))
+            .arg("--project")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let fresh = azb(&repo_root(), &["gen", "--check"]);
+    assert!(
+        fresh.status.success(),
+        "run `azb gen` and commit: {}",
+        stderr(&fresh)
+    );
+
+    let copy = tempfile::tempdir().unwrap();
+    for dir in ["recipes", "stacks", "flake-free-docs"] {
+        let status = Command::new("cp")
+            .arg("-R")
+            .arg(repo_root().join(dir))
+            .arg(copy.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let vector = copy.path().join("recipes/vector.ron");
+    let text = fs_err::read_to_string(&vector).unwrap().replace(
+        "runtime: (preload: false, create: true",
+        "runtime: (preload: false, create: false",
+    );
+    fs_err::write(&vector, text).unwrap();
+    let stale = azb(copy.path(), &["gen", "--check"]);
+    assert_eq!(stale.status.code(), Some(2));
+    let err = stderr(&stale);
+    assert!(
+        err.contains("flake-free-docs/EXTENSIONS.md is stale")
+            && err.contains("01-extensions.sql is stale"),
+        "{err}"
+    );
+    assert!(azb(copy.path(), &["gen"]).status.success());
+    assert!(azb(copy.path(), &["gen", "--check"]).status.success());
+    let sql = fs_err::read_to_string(
+        copy.path()
+            .join("stacks/runtime/initdb.d/01-extensions.sql"),
+    )
+    .unwrap();
+    assert!(!sql.contains("\"vector\""), "{sql}");
+}
