@@ -10,7 +10,9 @@ set -euo pipefail
 host_pkgs=(
   build-essential pkg-config libssl-dev git mmdebstrap skopeo umoci
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
-  qemu-user-static binfmt-support zstd jq hyperfine util-linux python3-pip
+  qemu-user-static binfmt-support zstd jq hyperfine util-linux python3-pip pgbouncer
+  # the stacks tests: docker-compose renders them, PyYAML reads the result
+  docker-compose python3-yaml
   # runtime libraries of the amd64 PostgreSQL toolchain not in a minimal system
   libxml2 libxslt1.1 libzstd1 liblz4-1 libgssapi-krb5-2 libreadline8 libossp-uuid16
 )

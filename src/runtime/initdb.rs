@@ -1,7 +1,8 @@
 //! The first-boot init scripts the image carries in /docker-entrypoint-initdb.d, run in
 //! name order by the base image's entrypoint: 01-extensions.sql (generated from the
-//! recipes), 03-pgsodium-init.sh (stacks/runtime/initdb.d; acts only with
-//! ENABLE_PGSODIUM_INIT=true).
+//! recipes), 02-replication.sh (the replication role and slot, when REPLICATION_PASSWORD
+//! is set) and 03-pgsodium-init.sh (only with ENABLE_PGSODIUM_INIT=true), both from
+//! stacks/runtime/initdb.d.
 
 use super::RuntimeFile;
 use crate::recipe::{Recipe, RecipeKind};
@@ -9,6 +10,7 @@ use crate::recipe::{Recipe, RecipeKind};
 /// Where the base image's entrypoint looks for init scripts.
 pub const INITDB_DIR: &str = "/docker-entrypoint-initdb.d";
 
+const REPLICATION_INIT: &str = include_str!("../../stacks/runtime/initdb.d/02-replication.sh");
 const PGSODIUM_INIT: &str = include_str!("../../stacks/runtime/initdb.d/03-pgsodium-init.sh");
 
 /// `01-extensions.sql`: CREATE EXTENSION for each recipe marked `create` (dependencies
@@ -44,6 +46,11 @@ pub fn init_files(recipes: &[&Recipe]) -> Vec<RuntimeFile> {
             path: format!("{INITDB_DIR}/01-extensions.sql"),
             contents: extensions_sql(recipes).into_bytes(),
             mode: 0o644,
+        },
+        RuntimeFile {
+            path: format!("{INITDB_DIR}/02-replication.sh"),
+            contents: REPLICATION_INIT.as_bytes().to_vec(),
+            mode: 0o755,
         },
         RuntimeFile {
             path: format!("{INITDB_DIR}/03-pgsodium-init.sh"),

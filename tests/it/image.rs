@@ -157,6 +157,8 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
         "POSTGRES_MEMORY=1024",
         "-e",
         "POSTGRES_CPUS=2",
+        "-e",
+        "REPLICATION_PASSWORD=azb-repl:pw",
         "azb/test:18",
     ]));
     let exec = |args: &[&str]| {
@@ -211,6 +213,15 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
     );
     assert_eq!(psql("SHOW data_checksums"), "on");
     assert_eq!(psql("SHOW listen_addresses"), "127.0.0.1");
+    // 02-replication.sh (carried in the image) made the replication role and slot.
+    assert_eq!(
+        psql("SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'"),
+        "t"
+    );
+    assert_eq!(
+        psql("SELECT slot_type FROM pg_replication_slots WHERE slot_name = 'replica_1'"),
+        "physical"
+    );
     // 01-extensions.sql (generated from the recipes) created them on first boot.
     assert_eq!(
         psql(

@@ -12,3 +12,5 @@ mod overlay;
 mod pipeline;
 mod postgres;
 mod recipe;
+mod replication;
+mod stacks;
