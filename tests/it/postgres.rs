@@ -141,13 +141,11 @@ impl PgServer {
     }
 
     /// The installation the server runs from (toolchain plus artifacts).
-    #[allow(dead_code)] // for the replication and PgBouncer tests
     pub fn install_dir(&self) -> &Path {
         &self.install
     }
 
     /// Runs `pg_ctl ARGS -D <data>` as the server's user (e.g. `reload`).
-    #[allow(dead_code)] // for the replication and PgBouncer tests
     pub fn pg_ctl(&self, args: &[&str]) -> String {
         check(
             as_user(&self.install.join("bin/pg_ctl"))
