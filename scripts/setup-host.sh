@@ -13,6 +13,8 @@ host_pkgs=(
   qemu-user-static binfmt-support zstd jq hyperfine util-linux python3-pip pgbouncer
   # the stacks tests: docker-compose renders them, PyYAML reads the result
   docker-compose python3-yaml
+  # build kinds: cmake, meson, autotools
+  cmake meson ninja-build autoconf
   # runtime libraries of the amd64 PostgreSQL toolchain not in a minimal system
   libxml2 libxslt1.1 libzstd1 liblz4-1 libgssapi-krb5-2 libreadline8 libossp-uuid16
 )

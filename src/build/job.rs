@@ -129,6 +129,8 @@ pub fn build(
         destdir: &destdir,
         make_jobs: ctx.make_jobs,
         image_prefix: &fixed_prefix,
+        prefix: &pg,
+        out_of_tree: &work.join("out-of-tree"),
     };
     let Some(steps) = steps(&recipe.build, &paths) else {
         return Err(Error::UnsupportedKind {

@@ -8,6 +8,7 @@ mod demo;
 mod errors;
 mod image;
 mod initdb;
+mod kinds;
 mod overlay;
 mod pipeline;
 mod postgres;
