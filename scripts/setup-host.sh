@@ -109,3 +109,9 @@ if command -v rustup >/dev/null; then
     grep -q "^$c" <<<"$installed" || quiet rustup component add "$c"
   done
 fi
+
+# --- Python packages -------------------------------------------------------------------
+# The SBOM tests validate azb's CycloneDX documents with the reference Python library.
+if ! python3 -c 'import cyclonedx.validation.json, jsonschema' >/dev/null 2>&1; then
+  quiet python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]'
+fi

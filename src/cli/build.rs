@@ -11,7 +11,7 @@ use crate::fetch::Fetcher;
 use crate::graph::Graph;
 use crate::image::{self, ArtifactLayer, ImageRequest, LayerCache, Output, PlatformImage};
 use crate::recipe::{BaseImage, Platform, Project, Recipe};
-use crate::runtime::{self, VersionInfo};
+use crate::runtime::{self, BuiltComponent, ImageBuild, VersionInfo};
 use crate::store::Store;
 
 /// Runs `azb build`.
@@ -126,6 +126,24 @@ fn image_request(
         let created = runtime::created(&parts);
         created_all = created_all.max(created);
         let info = VersionInfo::new(&project.image, platform, created, &parts);
+        let built = ImageBuild {
+            platform,
+            created,
+            tag: runtime::tags(&project.image, created)[0].clone(),
+            components: plan
+                .for_platform(platform)
+                .map(|p| {
+                    let (record, tar) = &outcome.artifacts[&p.hash];
+                    let name = p.drv.name.to_string();
+                    let component = BuiltComponent {
+                        derivation: p.hash.to_string(),
+                        object: record.object.to_string(),
+                        license: runtime::artifact_license(&name, tar),
+                    };
+                    (name, component)
+                })
+                .collect(),
+        };
         let BaseImage::OciLayout { path, reference } = &project.image.platforms[&platform].base;
         images.push(PlatformImage {
             platform,
@@ -145,7 +163,10 @@ fn image_request(
                 .collect(),
             runtime_files: [
                 info.files(),
-                vec![runtime::entrypoint_file()],
+                vec![
+                    runtime::entrypoint_file(),
+                    runtime::sbom_file(&project.image, &recipes, &built),
+                ],
                 runtime::init_files(&recipes),
             ]
             .concat(),

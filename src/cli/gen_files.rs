@@ -27,6 +27,10 @@ pub fn run(global: &GlobalSettings, check: bool) -> Result<(), Failure> {
             "stacks/runtime/initdb.d/01-extensions.sql",
             runtime::extensions_sql(&image),
         ),
+        (
+            "stacks/runtime/sbom.cdx.json",
+            runtime::sbom_json(&project.image, &image, None),
+        ),
     ];
     let mut stale = Vec::new();
     for (relative, content) in &files {

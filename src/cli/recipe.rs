@@ -34,14 +34,6 @@ struct Row<'a> {
     tag: Option<&'a str>,
 }
 
-fn kind_name(kind: RecipeKind) -> &'static str {
-    match kind {
-        RecipeKind::Extension => "extension",
-        RecipeKind::Tool => "tool",
-        RecipeKind::Builtin => "builtin",
-    }
-}
-
 fn list(global: &GlobalSettings, args: &RecipeListArgs) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let rows: Vec<Row<'_>> = project
@@ -59,7 +51,7 @@ fn list(global: &GlobalSettings, args: &RecipeListArgs) -> Result<(), Failure> {
         .filter(|r| (!args.enabled || r.enabled) && (!args.disabled || !r.enabled))
         .map(|r| Row {
             name: r.name.as_str(),
-            kind: kind_name(r.kind),
+            kind: r.kind.as_str(),
             category: &r.category,
             version: &r.version,
             build: r.build.kind_name(),

@@ -176,8 +176,8 @@ fn read_recipes(dir: &Path) -> Result<(RecipeSet, Vec<RecipeDiagnostic>), Error>
 }
 
 /// The rules between recipes: dependencies exist and are enabled, nothing depends on
-/// itself, builtins have no source or build and everything else has both. (Cycles are
-/// found by the graph.)
+/// itself, builtins have no source or build and everything else has both, runtime flags
+/// fit the kind, licences are SPDX expressions. (Cycles are found by the graph.)
 fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
     let mut problems = Vec::new();
     for loaded in set.recipes.values() {
@@ -223,6 +223,17 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
                 Some("builtins ship with PostgreSQL: remove `source` and `build`".into()),
             ));
         }
+        problems.extend(check_runtime(loaded));
+        if let Some(license) = &recipe.license
+            && !super::is_license_expression(license)
+        {
+            problems.push(file.diagnostic(
+                file.field_span("license"),
+                format!("`{license}` is not an SPDX licence expression"),
+                "licence",
+                Some("write SPDX ids joined by AND / OR, e.g. \"PostgreSQL\" or \"MIT OR Apache-2.0\"".into()),
+            ));
+        }
         if recipe.kind != RecipeKind::Builtin && (builtin_source || builds_nothing) {
             problems.push(file.diagnostic(
                 file.field_span("kind"),
@@ -233,4 +244,25 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
         }
     }
     problems
+}
+
+/// DESIGN.md: preload entries must be buildable as libraries, so a recipe that builds only
+/// SQL files cannot be in shared_preload_libraries. (Tools may be libraries: wal2json and
+/// safeupdate are modules without CREATE EXTENSION.)
+fn check_runtime(loaded: &LoadedRecipe) -> Option<RecipeDiagnostic> {
+    let (recipe, file) = (&loaded.recipe, &loaded.file);
+    (recipe.runtime.preload && matches!(recipe.build, Build::Sql)).then(|| {
+        file.diagnostic(
+            file.field_span("runtime"),
+            format!(
+                "`{}` is marked for shared_preload_libraries but builds only SQL files",
+                recipe.name
+            ),
+            "preload",
+            Some(
+                "a preloaded module must build a shared library: use Pgxs (or another compiling kind), or set preload to false"
+                    .into(),
+            ),
+        )
+    })
 }

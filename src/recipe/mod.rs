@@ -8,6 +8,7 @@ mod diagnostic;
 mod edit;
 mod error;
 mod image_def;
+mod license;
 mod load;
 mod model;
 mod overlay;
@@ -17,6 +18,9 @@ pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
 pub use edit::{NoPin, set_pin};
 pub use error::Error;
 pub use image_def::{BaseImage, ImageDef, PlatformDef, RecipeSelection, Toolchain};
+pub use license::{
+    is_license_expression, is_license_file, license_of_text, license_of_texts, license_of_tree,
+};
 pub use load::{LoadedRecipe, Project, RecipeSet, load_recipes};
 pub use model::{
     BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source,

@@ -136,6 +136,17 @@ pub enum RecipeKind {
     Builtin,
 }
 
+impl RecipeKind {
+    /// The kind as people and JSON see it: `extension`, `tool`, `builtin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipeKind::Extension => "extension",
+            RecipeKind::Tool => "tool",
+            RecipeKind::Builtin => "builtin",
+        }
+    }
+}
+
 /// Where a recipe's source comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -288,6 +299,10 @@ pub struct Recipe {
     /// One line for people.
     #[serde(default)]
     pub description: String,
+    /// The licence upstream declares, as an SPDX expression (`recipe add` fills it from the
+    /// tree). Metadata for the SBOM: not part of any hash.
+    #[serde(default)]
+    pub license: Option<String>,
     /// The pinned source (builtins have none).
     #[serde(default)]
     pub source: Source,

@@ -16,11 +16,7 @@ pub fn extensions_md(recipes: &[&Recipe]) -> String {
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in recipes {
-        let kind = match r.kind {
-            RecipeKind::Extension => "extension",
-            RecipeKind::Tool => "tool",
-            RecipeKind::Builtin => "builtin",
-        };
+        let kind = r.kind.as_str();
         let pin = match (r.commit(), r.tag()) {
             (Some(commit), Some(tag)) => format!("`{tag}` `{}`", commit.short()),
             (Some(commit), None) => format!("`{}`", commit.short()),

@@ -1,12 +1,14 @@
 //! What the image carries beside the extensions: the self-tuning entrypoint (one POSIX sh
 //! script for both architectures, also behind `azb autoconfig`), and the version-info
-//! files describing exactly what went in. Init scripts and the SBOM join here.
+//! files describing exactly what went in, the first-boot init scripts, and the SBOM
+//! (CycloneDX).
 //!
 //! Owns the content of those files. Never writes layers (image does) and never builds.
 
 mod catalog;
 mod entrypoint;
 mod initdb;
+mod sbom;
 mod version_info;
 
 pub use catalog::extensions_md;
@@ -14,6 +16,7 @@ pub use entrypoint::{
     Autoconfig, AutoconfigError, ENTRYPOINT_PATH, Settings, autoconfig, entrypoint_file,
 };
 pub use initdb::{INITDB_DIR, extensions_sql, init_files};
+pub use sbom::{BuiltComponent, ImageBuild, SBOM_PATH, artifact_license, sbom_file, sbom_json};
 pub use version_info::{ExtensionInfo, VersionInfo, created, labels, rfc3339, tags};
 
 /// A file for the image's runtime layer.

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::RuntimeFile;
-use crate::recipe::{ImageDef, Platform, Recipe, RecipeKind};
+use crate::recipe::{ImageDef, Platform, Recipe};
 use crate::store::Realisation;
 
 /// One extension's line in version-info.
@@ -59,12 +59,7 @@ impl VersionInfo {
             .map(|(recipe, real)| ExtensionInfo {
                 name: recipe.name.to_string(),
                 version: recipe.version.clone(),
-                kind: match recipe.kind {
-                    RecipeKind::Extension => "extension",
-                    RecipeKind::Tool => "tool",
-                    RecipeKind::Builtin => "builtin",
-                }
-                .to_owned(),
+                kind: recipe.kind.as_str().to_owned(),
                 commit: recipe.commit().map(|c| c.to_string()).unwrap_or_default(),
                 tag: recipe.tag().map(str::to_owned),
                 derivation: real.drv.to_string(),

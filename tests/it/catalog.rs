@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use crate::context::{repo_root, shared, stderr};
+use crate::context::{repo_root, shared, stderr, valid_cyclonedx};
 
 /// name -> (kind, commit, enabled) from upstream-pins.tsv.
 fn pins() -> BTreeMap<String, (String, String, bool)> {
@@ -111,6 +111,29 @@ fn generated_files_are_fresh_and_a_stale_one_is_caught() {
         stderr(&fresh)
     );
 
+    // The source SBOM: valid CycloneDX, every recipe of the image with the pinned commit
+    // in its purl, builtins under PostgreSQL's licence.
+    let sbom =
+        valid_cyclonedx(&fs_err::read(repo_root().join("stacks/runtime/sbom.cdx.json")).unwrap());
+    assert_eq!(sbom["metadata"]["lifecycles"][0]["phase"], "pre-build");
+    let pins = pins();
+    let components = sbom["components"].as_array().unwrap();
+    let enabled = pins.values().filter(|(_, _, enabled)| *enabled).count();
+    assert_eq!(components.len(), enabled, "every enabled recipe");
+    for component in components {
+        let name = component["name"].as_str().unwrap();
+        let (kind, commit, _) = &pins[name];
+        if kind == "builtin" {
+            assert_eq!(
+                component["licenses"][0]["license"]["id"], "PostgreSQL",
+                "{name}"
+            );
+        } else {
+            let purl = component["purl"].as_str().unwrap();
+            assert!(purl.ends_with(&format!("@{commit}")), "{name}: {purl}");
+        }
+    }
+
     let copy = tempfile::tempdir().unwrap();
     for dir in ["recipes", "stacks", "flake-free-docs"] {
         let status = Command::new("cp")
@@ -132,11 +155,34 @@ fn generated_files_are_fresh_and_a_stale_one_is_caught() {
     let err = stderr(&stale);
     assert!(
         err.contains("flake-free-docs/EXTENSIONS.md is stale")
-            && err.contains("01-extensions.sql is stale"),
+            && err.contains("01-extensions.sql is stale")
+            && !err.contains("sbom.cdx.json"),
+        "{err}"
+    );
+    // A re-pin changes the SBOM (its purl and commit), nothing else.
+    let hypopg = copy.path().join("recipes/hypopg.ron");
+    let pin = pins["hypopg"].1.clone();
+    let moved = "0123456789abcdef0123456789abcdef01234567";
+    let text = fs_err::read_to_string(&hypopg)
+        .unwrap()
+        .replace(&pin, moved);
+    fs_err::write(&hypopg, text).unwrap();
+    let err = stderr(&azb(copy.path(), &["gen", "--check"]));
+    assert!(
+        err.contains("stacks/runtime/sbom.cdx.json is stale"),
         "{err}"
     );
     assert!(azb(copy.path(), &["gen"]).status.success());
     assert!(azb(copy.path(), &["gen", "--check"]).status.success());
+    let sbom =
+        valid_cyclonedx(&fs_err::read(copy.path().join("stacks/runtime/sbom.cdx.json")).unwrap());
+    let hypopg = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hypopg")
+        .unwrap();
+    assert_eq!(hypopg["purl"], format!("pkg:github/hypopg/hypopg@{moved}"));
     let sql = fs_err::read_to_string(
         copy.path()
             .join("stacks/runtime/initdb.d/01-extensions.sql"),

@@ -298,3 +298,31 @@ fn copy_dir(from: &Path, to: &Path) {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Validates a CycloneDX 1.5 JSON document with the reference implementation
+/// (cyclonedx-python-lib's strict JSON-schema validator, installed by setup-host.sh) and
+/// returns it parsed.
+pub fn valid_cyclonedx(text: &[u8]) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from cyclonedx.schema import SchemaVersion\n\
+             from cyclonedx.validation.json import JsonStrictValidator\n\
+             error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(sys.stdin.read())\n\
+             sys.exit(str(error) if error else 0)\n",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    child.stdin.take().unwrap().write_all(text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "not a valid CycloneDX 1.5 document: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(text).unwrap()
+}

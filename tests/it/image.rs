@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::context::{TestContext, shared, stderr};
+use crate::context::{TestContext, shared, stderr, valid_cyclonedx};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -99,6 +99,44 @@ fn two_stores_give_the_same_multi_arch_layout_that_skopeo_and_umoci_read() {
             .collect();
         assert_eq!(names, ["azb_dep", "azb_hello", "azb_sql"]);
         assert!(rootfs.join("etc/postgresql/version-info.txt").is_file());
+        // The SBOM: valid CycloneDX, one component per extension with the derivation it
+        // was built as, and the licence read from the artifact's licence files.
+        let sbom =
+            valid_cyclonedx(&fs_err::read(rootfs.join("etc/postgresql/sbom.cdx.json")).unwrap());
+        assert_eq!(sbom["metadata"]["lifecycles"][0]["phase"], "build");
+        assert_eq!(sbom["metadata"]["component"]["version"], tag.as_str());
+        let components = sbom["components"].as_array().unwrap();
+        let sbom_names: Vec<&str> = components
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(sbom_names, names);
+        for (component, extension) in components
+            .iter()
+            .zip(info["extensions"].as_array().unwrap())
+        {
+            let property = |name: &str| {
+                component["properties"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .map(|p| p["value"].clone())
+            };
+            assert_eq!(
+                property("azb:derivation"),
+                Some(extension["derivation"].clone())
+            );
+            assert_eq!(property("azb:commit"), Some(extension["commit"].clone()));
+        }
+        assert_eq!(
+            components[1]["licenses"][0]["license"]["id"], "MIT",
+            "{sbom}"
+        );
+        assert!(
+            components[0].get("licenses").is_none(),
+            "azb_dep has no licence file"
+        );
         // The base is there too.
         assert!(rootfs.join("usr/lib/postgresql/18/bin/postgres").is_file());
     }
