@@ -56,7 +56,7 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Look after the recipes: list, show, check, bump.
+    /// Look after the recipes: list, show, check, add, bump, outdated.
     #[command(subcommand)]
     Recipe(RecipeCommand),
 }
@@ -79,6 +79,9 @@ pub enum RecipeCommand {
     },
     /// List release tags upstream that are newer than each pinned tag.
     Outdated,
+    /// Scaffold a new recipe from a repository: fetch the commit, detect the build kind,
+    /// version, description and licence from the tree, write recipes/NAME.ron.
+    Add(RecipeAddArgs),
     /// Re-pin a recipe to a commit or tag (resolved through git), then show what rebuilds.
     Bump {
         /// The recipe.
@@ -86,6 +89,22 @@ pub enum RecipeCommand {
         /// A 40-hex commit or a tag of the recipe's repository.
         rev: String,
     },
+}
+
+/// `azb recipe add`.
+#[derive(Debug, Args)]
+pub struct RecipeAddArgs {
+    /// The new recipe's name (lowercase letters, digits, `_`), usually the extension's.
+    pub name: String,
+    /// The upstream git repository.
+    #[arg(long, value_name = "URL")]
+    pub git: String,
+    /// The commit to pin (40 hex), or a tag, which is pinned as the commit it names.
+    #[arg(long, value_name = "SHA|TAG")]
+    pub commit: String,
+    /// Catalog category.
+    #[arg(long, default_value = "misc")]
+    pub category: String,
 }
 
 /// Recipe kinds for filtering.

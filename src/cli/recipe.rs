@@ -1,15 +1,15 @@
-//! `azb recipe list | show | check | bump`.
+//! `azb recipe list | show | check | add | bump | outdated`.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::args::{KindArg, RecipeCommand, RecipeListArgs};
+use super::args::{KindArg, RecipeAddArgs, RecipeCommand, RecipeListArgs};
 use super::settings::{self, GlobalSettings};
 use super::{Failure, FailureKind};
 use crate::fetch::Fetcher;
 use crate::graph::Graph;
-use crate::recipe::{Project, RecipeKind, RecipeSelection, set_pin};
+use crate::recipe::{Project, RecipeKind, RecipeName, RecipeSelection, set_pin};
 
 /// Runs an `azb recipe` command.
 pub fn run(global: &GlobalSettings, command: &RecipeCommand) -> Result<(), Failure> {
@@ -18,6 +18,7 @@ pub fn run(global: &GlobalSettings, command: &RecipeCommand) -> Result<(), Failu
         RecipeCommand::Show { name } => show(global, name),
         RecipeCommand::Check { online } => check(global, *online),
         RecipeCommand::Outdated => outdated(global),
+        RecipeCommand::Add(args) => add(global, args),
         RecipeCommand::Bump { name, rev } => bump(global, name, rev),
     }
 }
@@ -149,6 +150,103 @@ fn check(global: &GlobalSettings, online: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
+    let name: RecipeName = args
+        .name
+        .parse()
+        .map_err(|e| Failure::plain(FailureKind::Input, e))?;
+    let project = settings::load_project(global)?;
+    let recipes_dir = project.root.join("recipes");
+    let path = recipes_dir.join(format!("{name}.ron"));
+    if project.recipes.get(name.as_str()).is_some() || path.exists() {
+        return Err(Failure::input(miette::miette!(
+            help = format!("`azb recipe bump {name} <commit>` re-pins it"),
+            "recipe `{name}` already exists ({})",
+            path.display()
+        )));
+    }
+    // Derivation hashes need the toolchains; without them the recipe is still written.
+    let before = hashes(&project).ok();
+    let store = global.store()?;
+    let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
+    let (commit, tag) = fetcher
+        .resolve(&args.git, &args.commit)
+        .map_err(fetch_failure)?;
+    let tree = tempfile::Builder::new()
+        .prefix("recipe-add-")
+        .tempdir_in(store.layout().tmp())
+        .map_err(|e| {
+            Failure::environment(crate::fs::FsError::new(
+                "create a temp dir in",
+                store.layout().tmp(),
+                e,
+            ))
+        })?;
+    fetcher
+        .export(&args.git, commit, tree.path())
+        .map_err(Failure::environment)?;
+    let detected = crate::recipe::detect(&name, tree.path()).map_err(|e| match e {
+        crate::recipe::ScaffoldError::UnknownKind { .. } => Failure::input(miette::miette!(
+            help = "write the recipe by hand with `build: Script(script: \"...\")`",
+            "{e}"
+        )),
+        crate::recipe::ScaffoldError::Fs(e) => Failure::environment(e),
+    })?;
+    let text = crate::recipe::render(
+        &name,
+        &args.git,
+        commit,
+        tag.as_deref(),
+        &args.category,
+        &detected,
+    );
+    crate::fs::write_atomic(&recipes_dir, &path, text.as_bytes()).map_err(Failure::environment)?;
+    let after = match settings::load_project(global) {
+        Ok(project) => before.as_ref().and_then(|_| hashes(&project).ok()),
+        Err(failure) => {
+            // Never leave a recipe behind that breaks the set.
+            crate::fs::err::remove_file(&path)
+                .map_err(|e| Failure::environment(crate::fs::FsError::new("remove", &path, e)))?;
+            return Err(failure);
+        }
+    };
+    eprintln!(
+        "azb: wrote recipes/{name}.ron: {} built with {}, pinned to {commit}{}{}",
+        detected.kind.as_str(),
+        detected.build.kind_name(),
+        tag.as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default(),
+        detected
+            .license
+            .as_deref()
+            .map(|l| format!(", licence {l}"))
+            .unwrap_or_default()
+    );
+    let (Some(before), Some(after)) = (before, after) else {
+        eprintln!(
+            "azb: no derivations listed: the toolchains are missing (scripts/fetch-toolchain.sh)"
+        );
+        return Ok(());
+    };
+    for (key, hash) in &after {
+        if !before.contains_key(key) {
+            println!("build {} {} {}", key.1, key.0, &hash[..12]);
+        }
+    }
+    Ok(())
+}
+
+/// A fetch error as a failure: what the repository lacks is the user's input.
+fn fetch_failure(e: crate::fetch::Error) -> Failure {
+    match e {
+        crate::fetch::Error::CommitMissing { .. } | crate::fetch::Error::RevisionMissing { .. } => {
+            Failure::plain(FailureKind::Input, e)
+        }
+        other => Failure::environment(other),
+    }
+}
+
 fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let Some(loaded) = project.recipes.get(name) else {
@@ -167,11 +265,7 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
     let fetcher = Fetcher::new(store, global.mirrors()?);
     let (commit, tag) = fetcher
         .resolve(loaded.recipe.url(), rev)
-        .map_err(|e| match e {
-            crate::fetch::Error::CommitMissing { .. }
-            | crate::fetch::Error::RevisionMissing { .. } => Failure::plain(FailureKind::Input, e),
-            other => Failure::environment(other),
-        })?;
+        .map_err(fetch_failure)?;
     let text = set_pin(&loaded.file, commit, tag.as_deref())
         .map_err(|e| Failure::plain(FailureKind::Input, e))?;
     let path = project.root.join("recipes").join(format!("{name}.ron"));

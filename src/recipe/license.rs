@@ -142,18 +142,8 @@ pub fn license_of_text(text: &str) -> Option<String> {
 
 /// `license = "..."` in Cargo.toml's `[package]` table.
 fn cargo_license(text: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package && let Some(value) = line.strip_prefix("license") {
-            let value = value.trim_start();
-            if let Some(value) = value.strip_prefix('=') {
-                return spdx_expression(value);
-            }
-        }
-    }
-    None
+    let manifest: toml::Table = toml::from_str(text).ok()?;
+    spdx_expression(manifest.get("package")?.get("license")?.as_str()?)
 }
 
 /// `"license"` in a PGXN META.json (a name, a list of names, or a map of name -> URL).

@@ -13,6 +13,7 @@ mod load;
 mod model;
 mod overlay;
 mod platform;
+mod scaffold;
 
 pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
 pub use edit::{NoPin, set_pin};
@@ -27,3 +28,4 @@ pub use model::{
 };
 pub use overlay::{Overlay, Patch};
 pub use platform::{Platform, UnknownPlatform};
+pub use scaffold::{Detected, ScaffoldError, detect, render};

@@ -172,3 +172,99 @@ fn builtins_have_no_source_and_extensions_need_one() {
         "{err}"
     );
 }
+
+/// One recipe file `name` with `body` inside `Recipe(...)`; returns `azb plan`'s stderr.
+fn one_recipe_fails(name: &str, body: &str) -> String {
+    let ctx = TestContext::new();
+    fs_err::write(
+        ctx.recipe_path(name),
+        format!("Recipe(\n    name: \"{name}\",\n{body})\n"),
+    )
+    .unwrap();
+    plan_fails(&ctx, 2)
+}
+
+#[test]
+fn a_recipe_that_depends_on_itself_is_an_error() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "x", &["x"]);
+    let err = plan_fails(&ctx, 2);
+    assert!(err.contains("`x` depends on itself"), "{err}");
+    assert!(err.contains("help: remove it from depends"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn a_tag_without_a_commit_is_refused() {
+    let err = one_recipe_fails(
+        "x",
+        "    kind: Extension,\n    source: Git(url: \"https://example.invalid/x\", tag: Some(\"v1.0\")),\n    build: Pgxs(),\n",
+    );
+    assert!(err.contains("recipes/x.ron:"), "{err}");
+    assert!(err.contains("commit"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn a_bad_recipe_name_is_refused() {
+    let err = one_recipe_fails(
+        "Vector",
+        &format!(
+            "    kind: Extension,\n    source: Git(url: \"u\", commit: \"{COMMIT}\"),\n    build: Pgxs(),\n"
+        ),
+    );
+    assert!(err.contains("recipes/Vector.ron:2:12"), "{err}");
+    assert!(err.contains("`Vector` is not a recipe name"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn a_preloaded_recipe_must_build_a_library() {
+    let err = one_recipe_fails(
+        "x",
+        &format!(
+            "    kind: Extension,\n    source: Git(url: \"u\", commit: \"{COMMIT}\"),\n    build: Sql,\n    runtime: (preload: true),\n"
+        ),
+    );
+    assert!(
+        err.contains("recipes/x.ron:6:14: `x` is marked for shared_preload_libraries but builds only SQL files"),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: a preloaded module must build a shared library"),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn a_licence_must_be_an_spdx_expression() {
+    let err = one_recipe_fails(
+        "x",
+        &format!(
+            "    kind: Extension,\n    license: Some(\"MIT; rm -rf /\"),\n    source: Git(url: \"u\", commit: \"{COMMIT}\"),\n    build: Pgxs(),\n"
+        ),
+    );
+    assert!(
+        err.contains("recipes/x.ron:4:14: `MIT; rm -rf /` is not an SPDX licence expression"),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn an_image_listing_an_unknown_recipe_is_an_error() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "x", &[]);
+    let image = ctx.root().join("stacks/image.ron");
+    let text = fs_err::read_to_string(&image)
+        .unwrap()
+        .replace("\n)\n", "\n    recipes: Only([\"x\", \"nope\"]),\n)\n");
+    fs_err::write(&image, text).unwrap();
+    let err = plan_fails(&ctx, 2);
+    assert!(
+        err.contains("the image lists recipe `nope`, which does not exist"),
+        "{err}"
+    );
+    insta::assert_snapshot!(err);
+}

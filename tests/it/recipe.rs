@@ -1,7 +1,7 @@
-//! `azb recipe list | show | check | bump` against local repositories standing in for
+//! `azb recipe list | show | check | add | bump` against local repositories standing in for
 //! upstreams.
 
-use crate::context::{TestContext, repo_root, shared, stderr};
+use crate::context::{TestContext, UPSTREAM, repo_root, shared, stderr};
 
 #[test]
 fn bump_to_a_tag_rewrites_only_the_pin_and_lists_what_rebuilds() {
@@ -165,4 +165,157 @@ fn check_online_reports_a_moved_tag_and_outdated_lists_newer_ones() {
         ctx.ok(&["recipe", "outdated"]),
         "azb_sql v1.0 -> v1.2 (newer: v1.2)\n"
     );
+}
+
+#[test]
+fn add_scaffolds_a_recipe_that_builds_from_what_the_tree_says() {
+    shared();
+    let ctx = TestContext::new();
+    let commit = ctx.commit_fixture("azb_hello", &[]);
+    ctx.tag_fixture("azb_hello", "v1.0");
+    let out = ctx.run(&[
+        "recipe",
+        "add",
+        "azb_hello",
+        "--git",
+        &format!("{UPSTREAM}azb_hello"),
+        "--commit",
+        &commit,
+        "--category",
+        "testing",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut built: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        ["build linux/amd64 azb_hello", "build linux/arm64 azb_hello"]
+    );
+    let recipe: azb::recipe::Recipe =
+        ron::from_str(&fs_err::read_to_string(ctx.recipe_path("azb_hello")).unwrap()).unwrap();
+    assert_eq!(recipe.build.kind_name(), "pgxs");
+    assert_eq!(recipe.kind, azb::recipe::RecipeKind::Extension);
+    assert_eq!(recipe.commit().unwrap().to_string(), commit);
+    assert_eq!(
+        recipe.tag(),
+        Some("v1.0"),
+        "the tag naming the commit is the label"
+    );
+    assert_eq!(
+        recipe.license.as_deref(),
+        Some("MIT"),
+        "from the tree's LICENSE"
+    );
+    assert_eq!(recipe.category, "testing");
+    assert!(!recipe.version.is_empty() && !recipe.description.is_empty());
+    // What was written builds and passes the rules.
+    ctx.ok(&["recipe", "check"]);
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A tag is pinned as the commit it names; other build systems are told by their files.
+    let cmake = ctx.commit_fixture("azb_cmake", &[]);
+    ctx.tag_fixture("azb_cmake", "v0.1");
+    ctx.ok(&[
+        "recipe",
+        "add",
+        "azb_cmake",
+        "--git",
+        &format!("{UPSTREAM}azb_cmake"),
+        "--commit",
+        "v0.1",
+    ]);
+    let text = fs_err::read_to_string(ctx.recipe_path("azb_cmake")).unwrap();
+    assert!(
+        text.contains(&format!("commit: \"{cmake}\""))
+            && text.contains("tag: Some(\"v0.1\")")
+            && text.contains("build: Cmake(flags: [])"),
+        "{text}"
+    );
+}
+
+#[test]
+fn add_refuses_bad_input_and_writes_nothing() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let sql = ctx.commit_fixture("azb_sqlkind", &[]);
+    let nobuild = ctx.commit_fixture("azb_nobuild", &[]);
+    let url = |name: &str| format!("{UPSTREAM}{name}");
+    let recipes = || {
+        let mut names: Vec<String> = fs_err::read_dir(ctx.root().join("recipes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let hello_before = fs_err::read(ctx.recipe_path("azb_hello")).unwrap();
+    let before = recipes();
+    for (args, message) in [
+        (
+            vec!["azb_hello", "--git", &url("azb_hello"), "--commit", &sql],
+            "recipe `azb_hello` already exists",
+        ),
+        (
+            vec!["Bad-Name", "--git", &url("azb_sqlkind"), "--commit", &sql],
+            "`Bad-Name` is not a recipe name",
+        ),
+        (
+            vec![
+                "azb_sqlkind",
+                "--git",
+                &url("azb_sqlkind"),
+                "--commit",
+                "2222222222222222222222222222222222222222",
+            ],
+            "commit 2222222222222222222222222222222222222222 is not in",
+        ),
+        (
+            vec![
+                "azb_sqlkind",
+                "--git",
+                &url("azb_sqlkind"),
+                "--commit",
+                "v7",
+            ],
+            "`v7` is neither a 40-hex commit nor a tag of",
+        ),
+        (
+            vec![
+                "azb_nobuild",
+                "--git",
+                &url("azb_nobuild"),
+                "--commit",
+                &nobuild,
+            ],
+            "cannot tell how to build `azb_nobuild`",
+        ),
+    ] {
+        let out = ctx.run(&[&["recipe", "add"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        assert_eq!(recipes(), before, "{args:?} wrote a recipe");
+    }
+    assert_eq!(
+        fs_err::read(ctx.recipe_path("azb_hello")).unwrap(),
+        hello_before
+    );
+
+    // The SQL-only fixture scaffolds as Sql.
+    ctx.ok(&[
+        "recipe",
+        "add",
+        "azb_sqlkind",
+        "--git",
+        &url("azb_sqlkind"),
+        "--commit",
+        &sql,
+    ]);
+    let text = fs_err::read_to_string(ctx.recipe_path("azb_sqlkind")).unwrap();
+    assert!(text.contains("build: Sql,"), "{text}");
 }
