@@ -166,6 +166,7 @@ fn image_request(
                 vec![
                     runtime::entrypoint_file(),
                     runtime::sbom_file(&project.image, &recipes, &built),
+                    runtime::smoke_file(&recipes),
                 ],
                 runtime::init_files(&recipes),
             ]

@@ -1,7 +1,7 @@
 //! What the image carries beside the extensions: the self-tuning entrypoint (one POSIX sh
 //! script for both architectures, also behind `azb autoconfig`), and the version-info
-//! files describing exactly what went in, the first-boot init scripts, and the SBOM
-//! (CycloneDX).
+//! files describing exactly what went in, the first-boot init scripts, the smoke queries,
+//! and the SBOM (CycloneDX).
 //!
 //! Owns the content of those files. Never writes layers (image does) and never builds.
 
@@ -9,6 +9,7 @@ mod catalog;
 mod entrypoint;
 mod initdb;
 mod sbom;
+mod smoke;
 mod version_info;
 
 pub use catalog::extensions_md;
@@ -17,6 +18,7 @@ pub use entrypoint::{
 };
 pub use initdb::{INITDB_DIR, extensions_sql, init_files};
 pub use sbom::{BuiltComponent, ImageBuild, SBOM_PATH, artifact_license, sbom_file, sbom_json};
+pub use smoke::{SMOKE_PATH, smoke_file, smoke_sql};
 pub use version_info::{ExtensionInfo, VersionInfo, created, labels, rfc3339, tags};
 
 /// A file for the image's runtime layer.

@@ -62,6 +62,23 @@ fn every_recipe_pins_the_upstream_commit() {
 }
 
 #[test]
+fn every_recipe_with_sql_to_call_has_a_smoke_query() {
+    let recipes = azb::recipe::load_recipes(&repo_root().join("recipes")).unwrap();
+    let without: Vec<&str> = recipes
+        .recipes
+        .values()
+        .filter(|l| l.recipe.smoke.is_none())
+        .map(|l| l.recipe.name.as_str())
+        .collect();
+    // Each of these says why in a comment above its `smoke: None`.
+    assert_eq!(without, ["pgbackrest", "pgbadger", "pgflow", "wrappers"]);
+    for name in without {
+        let text = &recipes.recipes[name].file.text;
+        assert!(text.contains("// No smoke query: "), "{name}");
+    }
+}
+
+#[test]
 fn the_catalog_plans_without_a_network() {
     shared();
     let store = tempfile::tempdir().unwrap();

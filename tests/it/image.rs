@@ -166,9 +166,21 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
     // A builtin (in the base image, no derivation) that the init SQL must still create.
     fs_err::write(
         ctx.recipe_path("pg_trgm"),
-        "Recipe(name: \"pg_trgm\", kind: Builtin, runtime: (create: true))\n",
+        "Recipe(name: \"pg_trgm\", kind: Builtin, runtime: (create: true), smoke: Some(\"SELECT similarity('postgres', 'postgres')\"))\n",
     )
     .unwrap();
+    for (name, smoke) in [
+        ("azb_hello", "SELECT azb_hello_add(20, 22)"),
+        ("azb_dep", "SELECT azb_dep_scaled(1)"),
+        ("azb_sql", "SELECT azb_sql_answer() + 1;"),
+    ] {
+        let path = ctx.recipe_path(name);
+        let text = fs_err::read_to_string(&path).unwrap().replace(
+            "    enabled: true,\n",
+            &format!("    enabled: true,\n    smoke: Some({smoke:?}),\n"),
+        );
+        fs_err::write(&path, text).unwrap();
+    }
     let archive = ctx.root().join("image.tar");
     ctx.ok(&[
         "build",
@@ -271,6 +283,34 @@ fn docker_archive_loads_and_runs_postgres_18_with_the_extensions() {
     assert_eq!(psql("SELECT azb_hello_add(20, 22)"), "42");
     assert_eq!(psql("SELECT azb_dep_scaled(1)"), "43");
     assert_eq!(psql("SELECT azb_sql_answer()"), "42");
+    // The image's smoke queries, each after its CREATE EXTENSION, rolled back.
+    let smoke = exec(&[
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "-U",
+        "postgres",
+        "-f",
+        "/etc/postgresql/smoke.sql",
+    ]);
+    assert!(smoke.status.success(), "{}", stderr(&smoke));
+    assert_eq!(
+        String::from_utf8(smoke.stdout)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "smoke: azb_hello",
+            "42",
+            "smoke: azb_dep",
+            "43",
+            "smoke: azb_sql",
+            "43",
+            "smoke: pg_trgm",
+            "1"
+        ]
+    );
     let info = run(Command::new("docker").args([
         "exec",
         &container,
