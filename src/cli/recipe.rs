@@ -7,9 +7,9 @@ use serde::Serialize;
 use super::args::{KindArg, RecipeAddArgs, RecipeCommand, RecipeListArgs};
 use super::settings::{self, GlobalSettings};
 use super::{Failure, FailureKind};
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, TagState};
 use crate::graph::Graph;
-use crate::recipe::{Project, RecipeKind, RecipeName, RecipeSelection, set_pin};
+use crate::recipe::{Project, RecipeKind, RecipeName, RecipeSelection, newer_releases, set_pin};
 
 /// Runs an `azb recipe` command.
 pub fn run(global: &GlobalSettings, command: &RecipeCommand) -> Result<(), Failure> {
@@ -307,17 +307,19 @@ fn check_tags(global: &GlobalSettings, project: &Project) -> Result<(), Failure>
         let (Some(commit), Some(tag)) = (recipe.commit(), recipe.tag()) else {
             continue;
         };
-        let tags = fetcher.tags(recipe.url()).map_err(Failure::environment)?;
-        match tags.iter().find(|(name, _)| name == tag) {
-            Some((_, target)) if *target == commit => {}
-            Some((_, target)) => problems.push(format!(
+        match fetcher
+            .tag_state(recipe.url(), tag, commit)
+            .map_err(Failure::environment)?
+        {
+            TagState::Pins => {}
+            TagState::Moved(target) => problems.push(format!(
                 "{}: tag `{tag}` of {} now points at {target}, but the pin is {commit} \
                  (a moved tag is not followed; review it, then `azb recipe bump {} {tag}`)",
                 loaded.file.name,
                 recipe.url(),
                 recipe.name
             )),
-            None => problems.push(format!(
+            TagState::Gone => problems.push(format!(
                 "{}: tag `{tag}` is gone from {}",
                 loaded.file.name,
                 recipe.url()
@@ -336,66 +338,23 @@ fn check_tags(global: &GlobalSettings, project: &Project) -> Result<(), Failure>
     })
 }
 
-/// The numbers in a tag (`v0.8.2`, `ver_1.5.3`, `REL4_2_0` give [0,8,2], [1,5,3],
-/// [4,2,0]); None for pre-releases and tags without numbers.
-fn release_numbers(tag: &str) -> Option<Vec<u64>> {
-    let lower = tag.to_ascii_lowercase();
-    if ["rc", "beta", "alpha", "dev", "pre"]
-        .iter()
-        .any(|p| lower.contains(p))
-    {
-        return None;
-    }
-    let numbers: Vec<u64> = tag
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    (!numbers.is_empty()).then_some(numbers)
-}
-
 fn outdated(global: &GlobalSettings) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let fetcher = Fetcher::new(global.store()?, global.mirrors()?);
     for loaded in project.recipes.recipes.values() {
         let recipe = &loaded.recipe;
-        let Some(pinned) = recipe.tag().and_then(release_numbers) else {
+        let Some(pinned) = recipe.tag() else {
             continue;
         };
         let tags = fetcher.tags(recipe.url()).map_err(Failure::environment)?;
-        let mut newer: Vec<(Vec<u64>, &str)> = tags
-            .iter()
-            .filter_map(|(name, _)| {
-                release_numbers(name)
-                    .filter(|n| *n > pinned)
-                    .map(|n| (n, name.as_str()))
-            })
-            .collect();
-        newer.sort();
-        if let Some((_, newest)) = newer.last() {
-            let all: Vec<&str> = newer.iter().map(|(_, n)| *n).collect();
+        let newer = newer_releases(pinned, tags.iter().map(|(name, _)| name.as_str()));
+        if let Some(newest) = newer.last() {
             println!(
-                "{} {} -> {newest} (newer: {})",
+                "{} {pinned} -> {newest} (newer: {})",
                 recipe.name,
-                recipe.tag().unwrap_or_default(),
-                all.join(", ")
+                newer.join(", ")
             );
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::release_numbers;
-
-    #[test]
-    fn release_numbers_of_catalog_tags() {
-        assert_eq!(release_numbers("v0.8.2"), Some(vec![0, 8, 2]));
-        assert_eq!(release_numbers("ver_1.5.3"), Some(vec![1, 5, 3]));
-        assert_eq!(release_numbers("REL4_2_0"), Some(vec![4, 2, 0]));
-        assert_eq!(release_numbers("release/2.58.0"), Some(vec![2, 58, 0]));
-        assert_eq!(release_numbers("v1.0.0-rc1"), None);
-        assert!(release_numbers("v0.10.0") > release_numbers("v0.9.9"));
-    }
 }

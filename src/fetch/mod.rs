@@ -63,6 +63,17 @@ pub enum Error {
     },
 }
 
+/// Where a recipe's tag label stands upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagState {
+    /// It names the pinned commit.
+    Pins,
+    /// It names another commit now (a moved tag is reported, never followed).
+    Moved(CommitSha),
+    /// No such tag upstream.
+    Gone,
+}
+
 /// Fetches sources into the store's mirrors and exports pinned trees.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -186,6 +197,18 @@ impl Fetcher {
                 ))
             })
             .collect())
+    }
+
+    /// Fetches every ref of `url` and tells whether tag `tag` still names `commit`.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub fn tag_state(&self, url: &str, tag: &str, commit: CommitSha) -> Result<TagState, Error> {
+        Ok(
+            match self.tags(url)?.into_iter().find(|(name, _)| name == tag) {
+                Some((_, target)) if target == commit => TagState::Pins,
+                Some((_, target)) => TagState::Moved(target),
+                None => TagState::Gone,
+            },
+        )
     }
 
     /// Fetches every ref of `url` and resolves `rev`, a 40-hex commit or a tag name, to a

@@ -13,6 +13,7 @@ mod load;
 mod model;
 mod overlay;
 mod platform;
+mod release;
 mod scaffold;
 
 pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
@@ -28,4 +29,5 @@ pub use model::{
 };
 pub use overlay::{Overlay, Patch};
 pub use platform::{Platform, UnknownPlatform};
+pub use release::{newer_releases, release_numbers};
 pub use scaffold::{Detected, ScaffoldError, detect, render};
