@@ -1,14 +1,15 @@
 //! The self-tuning entrypoint (stacks/runtime/azb-entrypoint.sh) and `azb autoconfig`:
 //! DESIGN.md's golden table, the workload/storage/CPU rules checked against an independent
 //! implementation, memory and CPU detection from prepared cgroup and /proc roots, bad
-//! input, and a real PostgreSQL 18 accepting what it computes.
+//! input, and a real PostgreSQL 18 accepting what it computes and receiving it from the
+//! entrypoint's hand-over.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::context::{repo_root, shared, stderr};
-use crate::postgres::PgServer;
+use crate::postgres::{PgServer, as_user};
 
 fn autoconfig(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_azb"))
@@ -226,6 +227,15 @@ fn memory_comes_from_cgroup_v2_then_v1_then_meminfo() {
         "512MB"
     );
 
+    // A limit under the minimum: sized for 512MB, with a warning.
+    let small = fake_root(&[("sys/fs/cgroup/memory.max", "268435456\n")]);
+    let (s, err) = detected(small.path(), &[("POSTGRES_CPUS", "2")]);
+    assert_eq!(s["shared_buffers"], "128MB");
+    assert!(
+        err.contains("the container's memory limit is 256MB; sizing for the 512MB minimum"),
+        "{err}"
+    );
+
     // "max" (v2) and the page-rounded 2^63 of v1 mean no limit: meminfo, with a warning.
     for files in [
         vec![
@@ -321,6 +331,23 @@ fn bad_memory_is_one_clear_line_and_exit_1() {
         assert_eq!(out.status.code(), Some(2), "{memory}");
         assert!(stderr(&out).contains(message), "{}", stderr(&out));
     }
+}
+
+#[test]
+fn bad_cpu_count_is_one_clear_line_and_exit_1() {
+    for cpus in ["0", "abc", "-2", "1.5"] {
+        let message =
+            format!("POSTGRES_CPUS must be a whole number of CPUs (1 or more), got '{cpus}'");
+        let out = script(&[("POSTGRES_MEMORY", "1024"), ("POSTGRES_CPUS", cpus)]);
+        assert_eq!(out.status.code(), Some(1), "{cpus}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&message), "{cpus}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = autoconfig(&["--memory", "1024", "--cpus", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("got '0'"), "{}", stderr(&out));
 }
 
 #[test]
@@ -440,4 +467,146 @@ fn postgres_18_accepts_every_tier_and_shows_the_2gb_set() {
             );
         }
     }
+    // And every workload and storage type's.
+    for workload in ["web", "oltp", "mixed", "dw"] {
+        for storage in ["ssd", "hdd", "san"] {
+            let settings: Vec<(String, String)> = for_server(4096, 4)
+                .into_iter()
+                .filter(|(k, _)| k != "shared_preload_libraries")
+                .chain(
+                    settings(&[
+                        "--memory",
+                        "4096",
+                        "--cpus",
+                        "4",
+                        "--workload",
+                        workload,
+                        "--storage",
+                        storage,
+                    ])
+                    .into_iter()
+                    .filter(|(k, _)| k != "shared_preload_libraries" && k != "listen_addresses"),
+                )
+                .collect();
+            let statistics = server.check_settings(&settings, "default_statistics_target");
+            assert_eq!(
+                statistics,
+                if workload == "dw" { "500" } else { "100" },
+                "{workload}"
+            );
+            let io = server.check_settings(&settings, "effective_io_concurrency");
+            assert_eq!(
+                io,
+                match storage {
+                    "hdd" => "2",
+                    "san" => "1",
+                    _ => "200",
+                },
+                "{storage}"
+            );
+        }
+    }
+}
+
+/// Runs the entrypoint as the server's user with `args`, handing over (AZB_NEXT) to `env`,
+/// which runs the real `postgres` of `server` from PATH with the arguments it is given.
+fn hand_over(server: &PgServer, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = as_user(Path::new("/bin/sh"));
+    cmd.arg(repo_root().join("stacks/runtime/azb-entrypoint.sh"))
+        .args(args)
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/bin:/bin",
+                server.install_dir().join("bin").display()
+            ),
+        )
+        .env("AZB_NEXT", "env")
+        .env("AZB_PG_LIBDIR", server.install_dir().join("lib"))
+        .envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_entrypoint_hands_postgres_every_setting_with_the_callers_flags_last() {
+    let toolchain = shared().toolchains.join("pg18-amd64");
+    let server = PgServer::start(&toolchain, &toolchain, &[]);
+    let data = server.data_dir().display().to_string();
+    let sized = [("POSTGRES_MEMORY", "2048"), ("POSTGRES_CPUS", "4")];
+    // `postgres -C NAME` started by the entrypoint (as `postgres ARGS`, or ARGS alone when
+    // they start with a dash) prints what PostgreSQL 18 got.
+    let show = |name: &str, postgres_first: bool, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = if postgres_first {
+            vec!["postgres"]
+        } else {
+            vec![]
+        };
+        args.extend(["-D", &data, "-C", name]);
+        args.extend(extra);
+        let out = hand_over(&server, &args, env);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+
+    // Every computed setting arrives, as PostgreSQL reads the same -c flags given directly.
+    let computed: Vec<(String, String)> = settings(&["--memory", "2048", "--cpus", "4"])
+        .into_iter()
+        .filter(|(k, _)| k != "shared_preload_libraries")
+        .collect();
+    for (name, _) in &computed {
+        assert_eq!(
+            show(name, true, &[], &sized),
+            server.check_settings(&computed, name),
+            "{name}"
+        );
+    }
+    // (`postgres -C` prints shared_buffers in 8kB pages: 65536 is 512MB, 38400 300MB.)
+    assert_eq!(show("shared_buffers", true, &[], &sized), "65536");
+    assert_eq!(show("max_connections", false, &[], &sized), "120");
+    assert_eq!(
+        show("shared_preload_libraries", true, &[], &sized),
+        "auto_explain,pg_stat_statements"
+    );
+    // The caller's flags come after the computed ones, so they win.
+    assert_eq!(
+        show(
+            "shared_buffers",
+            true,
+            &["-c", "shared_buffers=300MB"],
+            &sized
+        ),
+        "38400"
+    );
+    assert_eq!(
+        show(
+            "listen_addresses",
+            false,
+            &[],
+            &[sized[0], sized[1], ("POSTGRES_BIND_IP", "0.0.0.0")]
+        ),
+        "0.0.0.0"
+    );
+    // Bad input stops the start with its line, before postgres runs.
+    let out = hand_over(
+        &server,
+        &["postgres", "-D", &data, "-C", "shared_buffers"],
+        &[("POSTGRES_MEMORY", "lots")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("POSTGRES_MEMORY must be a whole number of megabytes, got 'lots'"),
+        "{}",
+        stderr(&out)
+    );
+    // Any other command runs untouched, with nothing sized (so bad sizing input is no
+    // obstacle to `docker run IMAGE bash`).
+    let out = hand_over(
+        &server,
+        &["printf", "%s|", "x", "y z", "-c"],
+        &[("POSTGRES_MEMORY", "lots")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x|y z|-c|");
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
 }

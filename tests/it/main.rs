@@ -10,6 +10,7 @@ mod image;
 mod initdb;
 mod kinds;
 mod overlay;
+mod pgbouncer;
 mod pipeline;
 mod postgres;
 mod recipe;

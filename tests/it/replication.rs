@@ -20,7 +20,7 @@ use crate::stacks::yaml_to_json;
 /// Every character a password file or a connection string could trip over.
 const PASSWORD: &str = r#"r3pl:ic\at@or "dq" 'sq' \\: $(id) `id` ; *"#;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 
 /// `psql -A -t` (plus `extra`) as the superuser through a server's socket; the error text
 /// when psql fails.
-fn try_psql(
+pub(crate) fn try_psql(
     bin: &Path,
     socket: &Path,
     port: u16,
@@ -57,7 +57,7 @@ fn try_psql(
 
 /// Polls `probe` (real queries) until it returns `want`, for at most two minutes; the
 /// failure shows `logs`.
-fn wait_for(
+pub(crate) fn wait_for(
     what: &str,
     want: &str,
     logs: &dyn Fn() -> String,
@@ -80,13 +80,13 @@ fn wait_for(
 
 /// A primary: a PostgreSQL 18 server on 127.0.0.1 (a free port) and its socket, with
 /// initdb's `host ... trust` lines removed, so TCP logins need a password as in the image.
-struct Primary {
-    server: PgServer,
-    port: u16,
+pub(crate) struct Primary {
+    pub(crate) server: PgServer,
+    pub(crate) port: u16,
 }
 
 impl Primary {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let toolchain = shared().toolchains.join("pg18-amd64");
         let port = free_port();
         let server = PgServer::start_with(
@@ -110,15 +110,15 @@ impl Primary {
         Self { server, port }
     }
 
-    fn bin(&self) -> PathBuf {
+    pub(crate) fn bin(&self) -> PathBuf {
         self.server.install_dir().join("bin")
     }
 
-    fn try_psql(&self, sql: &str) -> Result<String, String> {
+    pub(crate) fn try_psql(&self, sql: &str) -> Result<String, String> {
         try_psql(&self.bin(), &self.server.socket_dir(), self.port, &[], sql)
     }
 
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         self.try_psql(sql)
             .unwrap_or_else(|e| panic!("primary: {sql}: {e}"))
     }
@@ -273,7 +273,7 @@ impl Drop for Replica {
     }
 }
 
-fn assert_ok(out: &Output, what: &str) -> String {
+pub(crate) fn assert_ok(out: &Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
@@ -285,7 +285,7 @@ fn assert_ok(out: &Output, what: &str) -> String {
 }
 
 /// A `.pgpass` field: `\` and `:` escaped with `\`, nothing else.
-fn pgpass_field(value: &str) -> String {
+pub(crate) fn pgpass_field(value: &str) -> String {
     value.replace('\\', "\\\\").replace(':', "\\:")
 }
 
