@@ -5,6 +5,7 @@
 //! entrypoint's hand-over.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -609,4 +610,41 @@ fn the_entrypoint_hands_postgres_every_setting_with_the_callers_flags_last() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "x|y z|-c|");
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn data_checksums_are_on_unless_disabled_for_initdb() {
+    let toolchain = shared().toolchains.join("pg18-amd64");
+    let server = PgServer::start(&toolchain, &toolchain, &[]);
+    let work = tempfile::tempdir().unwrap();
+    fs_err::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // In place of docker-entrypoint.sh: the real initdb with the POSTGRES_INITDB_ARGS the
+    // entrypoint hands over, then what the new cluster's control file says.
+    let next = work.path().join("next.sh");
+    fs_err::write(
+        &next,
+        "#!/bin/sh\nset -e\ndata=$(mktemp -d \"$WORK/data.XXXXXX\")\n\
+         initdb -D \"$data\" --no-sync $POSTGRES_INITDB_ARGS >/dev/null\n\
+         pg_controldata \"$data\" | grep 'Data page checksum version'\n",
+    )
+    .unwrap();
+    fs_err::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let checksum_version = |disable: Option<&str>| {
+        let mut env = vec![
+            ("POSTGRES_MEMORY", "1024"),
+            ("POSTGRES_CPUS", "2"),
+            ("AZB_NEXT", next.to_str().unwrap()),
+            ("WORK", work.path().to_str().unwrap()),
+        ];
+        if let Some(value) = disable {
+            env.push(("DISABLE_DATA_CHECKSUMS", value));
+        }
+        let out = hand_over(&server, &["postgres"], &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split(':').nth(1).unwrap().trim().to_owned()
+    };
+    assert_eq!(checksum_version(None), "1");
+    assert_eq!(checksum_version(Some("false")), "1");
+    assert_eq!(checksum_version(Some("true")), "0");
 }
