@@ -14,8 +14,9 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use crate::context::{repo_root, stderr};
-use crate::postgres::{USER, as_user, check};
-use crate::replication::{Primary, assert_ok, free_port, pgpass_field, try_psql, wait_for};
+use crate::postgres::{
+    TcpServer, USER, as_user, assert_ok, check, free_port, pgpass_field, try_psql, wait_for,
+};
 
 /// The application role's password: every character .pgpass, the auth_file, a connection
 /// string or a shell could trip over, and a trailing backslash.
@@ -34,8 +35,8 @@ fn literal(value: &str) -> String {
 
 /// A primary as the stack makes it: the stack's pg_hba.conf (SCRAM over TCP), database
 /// `app` (POSTGRES_DB) with role `app`, and 03-pgbouncer-auth.sh run by the server's user.
-fn auth_server() -> Primary {
-    let primary = Primary::start();
+fn auth_server() -> TcpServer {
+    let primary = TcpServer::start();
     fs_err::copy(
         repo_root().join("stacks/primary/pg_hba.conf"),
         primary.server.data_dir().join("pg_hba.conf"),
@@ -65,7 +66,7 @@ fn auth_server() -> Primary {
 }
 
 /// Runs `sql` as the superuser in `dbname`, through the server's socket.
-fn in_database(primary: &Primary, dbname: &str, sql: &str) -> Result<String, String> {
+fn in_database(primary: &TcpServer, dbname: &str, sql: &str) -> Result<String, String> {
     try_psql(
         &primary.bin(),
         &primary.server.socket_dir(),
@@ -79,7 +80,7 @@ fn in_database(primary: &Primary, dbname: &str, sql: &str) -> Result<String, Str
 /// and POSTGRES_DB), pointed at the server's socket: executed by sh, or, when `sourced`,
 /// sourced by bash with docker-entrypoint.sh's options (what it does with a script that is
 /// not executable, as the one the stack mounts).
-fn run_auth_script(primary: &Primary, sourced: bool, env: &[(&str, &str)]) -> Output {
+fn run_auth_script(primary: &TcpServer, sourced: bool, env: &[(&str, &str)]) -> Output {
     let script = repo_root().join(AUTH_SCRIPT);
     let mut cmd = if sourced {
         let mut cmd = as_user(Path::new("/bin/bash"));
@@ -182,7 +183,7 @@ struct Bouncer {
 
 impl Bouncer {
     /// Starts it and waits until it accepts TCP connections.
-    fn start(primary: &Primary, identity: Identity, env: &[(&str, &str)]) -> Self {
+    fn start(primary: &TcpServer, identity: Identity, env: &[(&str, &str)]) -> Self {
         let dir = bouncer_dir();
         let port = free_port();
         let log = dir.path().join("log");

@@ -2,9 +2,13 @@
 //! unpacked into it, initdb'd and started on a unix socket as an unprivileged user (arm64
 //! servers run under qemu-user through binfmt).
 
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::context::shared;
 
 /// A running server; stopped when dropped.
 pub struct PgServer {
@@ -199,4 +203,124 @@ pub fn check_fixtures(server: &PgServer) {
             .collect::<String>(),
         "18"
     );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `psql -A -t` (plus `extra`) as the superuser through a server's socket; the error text
+/// when psql fails.
+pub fn try_psql(
+    bin: &Path,
+    socket: &Path,
+    port: u16,
+    extra: &[&str],
+    sql: &str,
+) -> Result<String, String> {
+    let out = Command::new(bin.join("psql"))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(["-U", "postgres", "-d", "postgres", "-h"])
+        .arg(socket)
+        .arg("-p")
+        .arg(port.to_string())
+        .args(extra)
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Polls `probe` (real queries) until it returns `want`, for at most two minutes; the
+/// failure shows `logs`.
+pub fn wait_for(
+    what: &str,
+    want: &str,
+    logs: &dyn Fn() -> String,
+    mut probe: impl FnMut() -> Result<String, String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = probe();
+        if got.as_deref() == Ok(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: wanted {want:?}, last got {got:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A PostgreSQL 18 server on 127.0.0.1 (a free port) and its socket, with
+/// initdb's `host ... trust` lines removed, so TCP logins need a password as in the image.
+pub struct TcpServer {
+    pub server: PgServer,
+    pub port: u16,
+}
+
+impl TcpServer {
+    pub fn start() -> Self {
+        let toolchain = shared().toolchains.join("pg18-amd64");
+        let port = free_port();
+        let server = PgServer::start_with(
+            &toolchain,
+            &toolchain,
+            &[],
+            &[
+                ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
+                ("port".to_owned(), port.to_string()),
+            ],
+        );
+        let hba = server.data_dir().join("pg_hba.conf");
+        let kept: String = fs_err::read_to_string(&hba)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("host"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        fs_err::write(&hba, kept).unwrap();
+        server.pg_ctl(&["reload"]);
+        Self { server, port }
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.server.install_dir().join("bin")
+    }
+
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
+        try_psql(&self.bin(), &self.server.socket_dir(), self.port, &[], sql)
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.try_psql(sql)
+            .unwrap_or_else(|e| panic!("primary: {sql}: {e}"))
+    }
+}
+
+pub fn assert_ok(out: &Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// A `.pgpass` field: `\` and `:` escaped with `\`, nothing else.
+pub fn pgpass_field(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(':', "\\:")
 }

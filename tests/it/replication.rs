@@ -5,124 +5,22 @@
 //! exporter's custom queries (stacks/primary/exporter/queries.yaml) run on both servers.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::context::{repo_root, shared};
-use crate::postgres::{PgServer, USER, as_user, check};
+use crate::postgres::{
+    TcpServer, USER, as_user, assert_ok, check, free_port, pgpass_field, try_psql, wait_for,
+};
 use crate::stacks::yaml_to_json;
 
 /// Every character a password file or a connection string could trip over.
 const PASSWORD: &str = r#"r3pl:ic\at@or "dq" 'sq' \\: $(id) `id` ; *"#;
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `psql -A -t` (plus `extra`) as the superuser through a server's socket; the error text
-/// when psql fails.
-pub(crate) fn try_psql(
-    bin: &Path,
-    socket: &Path,
-    port: u16,
-    extra: &[&str],
-    sql: &str,
-) -> Result<String, String> {
-    let out = Command::new(bin.join("psql"))
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-        .args(["-U", "postgres", "-d", "postgres", "-h"])
-        .arg(socket)
-        .arg("-p")
-        .arg(port.to_string())
-        .args(extra)
-        .arg("-c")
-        .arg(sql)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8(out.stdout).unwrap().trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// Polls `probe` (real queries) until it returns `want`, for at most two minutes; the
-/// failure shows `logs`.
-pub(crate) fn wait_for(
-    what: &str,
-    want: &str,
-    logs: &dyn Fn() -> String,
-    mut probe: impl FnMut() -> Result<String, String>,
-) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let got = probe();
-        if got.as_deref() == Ok(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: wanted {want:?}, last got {got:?}\n{}",
-            logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A primary: a PostgreSQL 18 server on 127.0.0.1 (a free port) and its socket, with
-/// initdb's `host ... trust` lines removed, so TCP logins need a password as in the image.
-pub(crate) struct Primary {
-    pub(crate) server: PgServer,
-    pub(crate) port: u16,
-}
-
-impl Primary {
-    pub(crate) fn start() -> Self {
-        let toolchain = shared().toolchains.join("pg18-amd64");
-        let port = free_port();
-        let server = PgServer::start_with(
-            &toolchain,
-            &toolchain,
-            &[],
-            &[
-                ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
-                ("port".to_owned(), port.to_string()),
-            ],
-        );
-        let hba = server.data_dir().join("pg_hba.conf");
-        let kept: String = fs_err::read_to_string(&hba)
-            .unwrap()
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("host"))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        fs_err::write(&hba, kept).unwrap();
-        server.pg_ctl(&["reload"]);
-        Self { server, port }
-    }
-
-    pub(crate) fn bin(&self) -> PathBuf {
-        self.server.install_dir().join("bin")
-    }
-
-    pub(crate) fn try_psql(&self, sql: &str) -> Result<String, String> {
-        try_psql(&self.bin(), &self.server.socket_dir(), self.port, &[], sql)
-    }
-
-    pub(crate) fn psql(&self, sql: &str) -> String {
-        self.try_psql(sql)
-            .unwrap_or_else(|e| panic!("primary: {sql}: {e}"))
-    }
-
+impl TcpServer {
     fn hba(&self) -> String {
         fs_err::read_to_string(self.server.data_dir().join("pg_hba.conf")).unwrap()
     }
@@ -192,7 +90,7 @@ impl Replica {
 
     /// Runs replica-entrypoint.sh as the server's user with the primary's coordinates; the
     /// program it hands over to is pg_ctl, whose arguments start the cloned server.
-    fn create(primary: &Primary, env: &[(&str, &str)]) -> (Self, Output) {
+    fn create(primary: &TcpServer, env: &[(&str, &str)]) -> (Self, Output) {
         let dir = tempfile::Builder::new()
             .prefix("azb-replica-")
             .tempdir()
@@ -273,25 +171,9 @@ impl Drop for Replica {
     }
 }
 
-pub(crate) fn assert_ok(out: &Output, what: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{stderr}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
-}
-
-/// A `.pgpass` field: `\` and `:` escaped with `\`, nothing else.
-pub(crate) fn pgpass_field(value: &str) -> String {
-    value.replace('\\', "\\\\").replace(':', "\\:")
-}
-
 #[test]
 fn a_replica_cloned_by_the_entrypoint_streams_from_the_slot() {
-    let primary = Primary::start();
+    let primary = TcpServer::start();
     let env = [
         ("REPLICATION_PASSWORD", PASSWORD),
         ("REPLICATION_USER", "replicator"),
@@ -482,7 +364,7 @@ fn a_replica_cloned_by_the_entrypoint_streams_from_the_slot() {
 
 #[test]
 fn without_a_replication_password_the_init_script_creates_nothing() {
-    let primary = Primary::start();
+    let primary = TcpServer::start();
     let hba = primary.hba();
     let out = primary.run_init_script(&[("REPLICATION_USER", "replicator")]);
     let log = assert_ok(&out, "02-replication.sh");
@@ -502,7 +384,7 @@ fn without_a_replication_password_the_init_script_creates_nothing() {
 
 #[test]
 fn the_replica_entrypoint_needs_the_primary_and_passes_other_commands_through() {
-    let primary = Primary::start();
+    let primary = TcpServer::start();
     // No PRIMARY_HOST: one clear line, nothing cloned.
     let script = repo_root().join("stacks/replica/replica-entrypoint.sh");
     let dir = tempfile::tempdir().unwrap();
