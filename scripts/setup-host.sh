@@ -2,7 +2,8 @@
 # Prepares a fresh Debian 12 (bookworm) amd64 machine for azb's tests and the example build:
 # Debian packages (compilers, the aarch64 cross compiler, mmdebstrap, skopeo, umoci,
 # qemu-user, ...), the arm64 architecture with the runtime libraries the arm64 PostgreSQL 18
-# binaries need under qemu, qemu-aarch64 binfmt, and rustup's rustfmt and clippy.
+# binaries need under qemu, qemu-aarch64 binfmt, rustup's rustfmt, clippy and the
+# aarch64 standard library, and the Python CycloneDX validator.
 # Idempotent; when everything is already there it touches nothing and takes well under 2 s.
 # Quiet unless something fails. Needs root (or sudo).
 set -euo pipefail
@@ -13,8 +14,8 @@ host_pkgs=(
   qemu-user-static binfmt-support zstd jq hyperfine util-linux python3-pip pgbouncer
   # the stacks tests: docker-compose renders them, PyYAML reads the result
   docker-compose python3-yaml
-  # build kinds: cmake, meson, autotools
-  cmake meson ninja-build autoconf
+  # build kinds: cmake, meson, autotools; cargo-pgrx (bindgen needs libclang and clang)
+  cmake meson ninja-build autoconf libclang-dev clang
   # runtime libraries of the amd64 PostgreSQL toolchain not in a minimal system
   libxml2 libxslt1.1 libzstd1 liblz4-1 libgssapi-krb5-2 libreadline8 libossp-uuid16
 )
@@ -108,6 +109,9 @@ if command -v rustup >/dev/null; then
   for c in rustfmt clippy; do
     grep -q "^$c" <<<"$installed" || quiet rustup component add "$c"
   done
+  # arm64 cross builds of Rust extensions (CargoPgrx) need the target's standard library.
+  rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
+    quiet rustup target add aarch64-unknown-linux-gnu
 fi
 
 # --- Python packages -------------------------------------------------------------------

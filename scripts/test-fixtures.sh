@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The shared fixtures the integration tests need, prepared once per machine: both
-# PostgreSQL 18 toolchains (scripts/fetch-toolchain.sh all) and both base images
-# (scripts/make-base-image.sh amd64 and arm64, built side by side). What exists is skipped,
-# so a second call takes milliseconds. Safe to call from several test processes at once
-# (one lock around the whole, and each step locks too). Prints nothing on the way; its last
-# line of output is `ok` on success. Needs scripts/setup-host.sh to have run.
+# PostgreSQL 18 toolchains (scripts/fetch-toolchain.sh all), both base images
+# (scripts/make-base-image.sh amd64 and arm64, built side by side), and cargo-pgrx 0.16.1
+# with the pgrx fixture's crates (scripts/fetch-pgrx.sh; minutes the first time). What
+# exists is skipped, so a second call takes milliseconds. Safe to call from several test
+# processes at once (one lock around the whole, and each step locks too). Prints nothing
+# on the way; its last line of output is `ok` on success. Needs scripts/setup-host.sh to
+# have run.
 # Usage: scripts/test-fixtures.sh
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,4 +36,6 @@ if ! ready; then
     ready || prepare
   ) 9>"$bases/.test-fixtures.lock"
 fi
+# cargo-pgrx and the crates of the pgrx fixture (skipped in milliseconds when present).
+"$repo/scripts/fetch-pgrx.sh" --crates "$repo/tests/fixtures/extensions/azb_pgrx/Cargo.toml" 0.16.1
 echo ok

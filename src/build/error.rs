@@ -84,14 +84,89 @@ pub enum Error {
         file: String,
     },
     /// The host executor cannot run this build kind yet.
-    #[error(
-        "`{name}` builds with `{kind}`, which the host executor does not support yet (only pgxs)"
-    )]
+    #[error("`{name}` builds with `{kind}`, which the host executor does not support")]
     UnsupportedKind {
         /// The recipe.
         name: RecipeName,
         /// The build kind.
         kind: &'static str,
+    },
+    /// No usable Rust toolchain for a cargo-pgrx build.
+    #[error("`{name}` builds with cargo-pgrx, but {problem}\nhint: {hint}")]
+    Rust {
+        /// The recipe.
+        name: RecipeName,
+        /// What is wrong.
+        problem: String,
+        /// What would fix it.
+        hint: String,
+    },
+    /// A build tool's version (as a recipe pins it) is not a plain version.
+    #[error("`{name}` pins {tool} `{version}`, which is not a version like `0.16.1`")]
+    BadToolVersion {
+        /// The recipe.
+        name: RecipeName,
+        /// The tool.
+        tool: &'static str,
+        /// What the recipe says.
+        version: String,
+    },
+    /// Installing a pinned build tool failed.
+    #[error(
+        "cannot install {tool} {version} (for `{name}`): `cargo install` failed ({status})\n{tail}\nhint: check that {tool} {version} exists on crates.io and that crates.io is reachable, or install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}"
+    )]
+    ToolInstall {
+        /// The recipe that needs it.
+        name: RecipeName,
+        /// The tool.
+        tool: &'static str,
+        /// Its version.
+        version: String,
+        /// Exit status (or why cargo could not start).
+        status: String,
+        /// The last lines of cargo's output.
+        tail: String,
+    },
+    /// A pinned build tool is not installed where builds look for it.
+    #[error(
+        "`{name}` needs {tool} {version}, which is not installed at `{}`\nhint: builds install it before they start; to install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}",
+        path.display()
+    )]
+    ToolMissing {
+        /// The recipe.
+        name: RecipeName,
+        /// The tool.
+        tool: &'static str,
+        /// Its version.
+        version: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The source is not a Cargo project a cargo-pgrx build can run offline.
+    #[error(
+        "`{name}` builds with cargo-pgrx, but its source has no {missing} in `{dir}`\nhint: {hint}"
+    )]
+    CargoProject {
+        /// The recipe.
+        name: RecipeName,
+        /// The build directory, relative to the source root.
+        dir: String,
+        /// The file that is missing.
+        missing: &'static str,
+        /// What would fix it.
+        hint: String,
+    },
+    /// Fetching the crates a source's Cargo.lock pins failed.
+    #[error(
+        "cannot fetch the crates `{name}`'s Cargo.lock pins: `cargo fetch --locked` failed ({status})\n{tail}"
+    )]
+    CrateFetch {
+        /// The recipe.
+        name: RecipeName,
+        /// Exit status (or why cargo could not start).
+        status: String,
+        /// The last lines of cargo's output.
+        tail: String,
     },
     /// The build installed nothing.
     #[error("`{name}` for {platform} installed nothing (see {})", log.display())]

@@ -67,7 +67,8 @@ pub fn write_cc_wrapper(
         .map_err(|e| FsError::new("chmod", path, e))
 }
 
-fn shell_quote(text: &str) -> String {
+/// Quotes `text` for a POSIX shell.
+pub(super) fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 

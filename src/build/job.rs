@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use super::host::{Session, write_cc_wrapper};
 use super::kind::{KindPaths, steps};
+use super::pgrx::CargoSetup;
 use super::tree::{link_tree, normalize, unpack_over};
 use super::{Error, HostToolchain, Reporter};
 use crate::drv::Planned;
 use crate::fetch::Fetcher;
 use crate::fs::{FsError, err};
+use crate::recipe::Build;
 use crate::store::{BuildRecord, Realisation, Store};
 
 /// Everything a build needs besides the derivation.
@@ -88,14 +90,29 @@ pub fn build(
     }
     let cc = bin.join("cc");
     let fixed_prefix = format!("/usr/lib/postgresql/{}", drv.pg_major);
-    write_cc_wrapper(
-        &cc,
-        &ctx.toolchain.cc,
-        &[
-            (src.clone(), format!("/build/{}", drv.name)),
-            (pg.clone(), fixed_prefix.clone()),
-        ],
-    )?;
+    // Later maps win (gcc and rustc alike): the whole work directory first, then the
+    // places that have names of their own.
+    let mut maps = vec![
+        (work.to_owned(), "/build".to_owned()),
+        (src.clone(), format!("/build/{}", drv.name)),
+        (pg.clone(), fixed_prefix.clone()),
+    ];
+    let cargo = match &recipe.build {
+        Build::CargoPgrx { pgrx, .. } => {
+            maps.push((ctx.store.layout().cargo_home(), "/cargo".to_owned()));
+            Some(CargoSetup::new(
+                ctx.store,
+                &drv.name,
+                drv.platform,
+                pgrx,
+                work,
+                &bin,
+                &maps,
+            )?)
+        }
+        _ => None,
+    };
+    write_cc_wrapper(&cc, &ctx.toolchain.cc, &maps)?;
 
     let build_dir = match &drv.subdir {
         Some(sub) => src.join(sub),
@@ -131,6 +148,7 @@ pub fn build(
         image_prefix: &fixed_prefix,
         prefix: &pg,
         out_of_tree: &work.join("out-of-tree"),
+        cargo: cargo.as_ref(),
     };
     let Some(steps) = steps(&recipe.build, &paths) else {
         return Err(Error::UnsupportedKind {

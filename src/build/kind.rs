@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::host::Step;
+use super::pgrx::CargoSetup;
 use crate::recipe::Build;
 
 /// Paths a build kind needs to know.
@@ -26,6 +27,8 @@ pub struct KindPaths<'a> {
     pub prefix: &'a Path,
     /// An empty directory for out-of-tree builds (cmake, meson).
     pub out_of_tree: &'a Path,
+    /// What a cargo-pgrx build needs (None for the other kinds).
+    pub cargo: Option<&'a CargoSetup>,
 }
 
 fn step(label: &str, cwd: &Path, argv: impl IntoIterator<Item = String>) -> Step {
@@ -40,7 +43,8 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The steps of `build`; None for kinds the host executor cannot run yet.
+/// The steps of `build`; None for kinds the host executor cannot run (builtins, which
+/// ship with PostgreSQL, and cargo-pgrx without its [`CargoSetup`]).
 pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
     match build {
         Build::Pgxs { flags } => {
@@ -240,6 +244,13 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
             .concat();
             Some(vec![step("script", paths.dir, argv)])
         }
-        Build::CargoPgrx { .. } | Build::Builtin => None,
+        Build::CargoPgrx {
+            features,
+            no_default_features,
+            ..
+        } => paths
+            .cargo
+            .map(|setup| super::pgrx::steps(setup, features, *no_default_features, paths)),
+        Build::Builtin => None,
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod host;
 mod job;
 mod kind;
+mod pgrx;
 mod reporter;
 mod scheduler;
 mod toolchain;

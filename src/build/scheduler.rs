@@ -1,17 +1,19 @@
-//! The scheduler: asks the store first, fetches every missing source before any build
-//! starts, then runs independent derivations in parallel (a rayon pool of `jobs`
-//! threads), dependencies first, one lock per derivation. With `keep_going`, independent
-//! work continues after a failure; dependents of a failure are skipped.
+//! The scheduler: asks the store first, fetches every missing source (and the tools and
+//! crates of cargo-pgrx builds) before any build starts, then runs independent derivations
+//! in parallel (a rayon pool of `jobs` threads), dependencies first, one lock per
+//! derivation. With `keep_going`, independent work continues after a failure; dependents
+//! of a failure are skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use super::job::{JobContext, build};
+use super::pgrx::prepare;
 use super::{Error, HostToolchain, Reporter};
 use crate::drv::{DrvHash, Plan, Planned};
 use crate::fetch::Fetcher;
-use crate::recipe::Platform;
+use crate::recipe::{Build, Platform};
 use crate::store::{Lookup, Realisation, Store};
 
 /// How to realise a plan.
@@ -98,6 +100,37 @@ impl Scheduler<'_> {
                     failed.insert(p.hash);
                 }
                 outcome.failures.push((planned.hash, error));
+            }
+        }
+        // So are the tools and crates of Rust builds (cargo-pgrx, the locked crates), once
+        // per source and subdir (a failed one is tried again for its other platforms, so
+        // each gets its error).
+        let mut prepared = BTreeSet::new();
+        for planned in &pending {
+            let recipe = &planned.recipe.recipe;
+            let Build::CargoPgrx { pgrx, .. } = &recipe.build else {
+                continue;
+            };
+            if failed.contains(&planned.hash) {
+                continue;
+            }
+            let key = (recipe.url(), planned.drv.commit, &planned.drv.subdir);
+            let fetch_crates = !prepared.contains(&key);
+            if fetch_crates {
+                self.reporter.fetching(
+                    &recipe.name,
+                    &format!("crates.io (cargo-pgrx {pgrx} and the crates of Cargo.lock)"),
+                );
+            }
+            match prepare(self.store, self.fetcher, planned, fetch_crates) {
+                Ok(()) => {
+                    prepared.insert(key);
+                }
+                Err(error) if !self.keep_going => return Err(error),
+                Err(error) => {
+                    failed.insert(planned.hash);
+                    outcome.failures.push((planned.hash, error));
+                }
             }
         }
         self.run_builds(plan, pending, failed, outcome)

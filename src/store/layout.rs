@@ -95,6 +95,18 @@ impl Layout {
         self.root.join("layers")
     }
 
+    /// `tools/<name>-<version>/`: build tools installed per version, such as cargo-pgrx
+    /// (`tools/cargo-pgrx-0.16.1/bin/cargo-pgrx`). Kept between builds; never in an image.
+    pub fn tool(&self, name: &str, version: &str) -> PathBuf {
+        self.root.join("tools").join(format!("{name}-{version}"))
+    }
+
+    /// `cargo/`: the CARGO_HOME of Rust builds: the crates their Cargo.lock pins (checked
+    /// by checksum), fetched before builds, read offline by them.
+    pub fn cargo_home(&self) -> PathBuf {
+        self.root.join("cargo")
+    }
+
     /// `tmp/`: work in progress, on the store's file system.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")

@@ -11,6 +11,7 @@ mod initdb;
 mod kinds;
 mod overlay;
 mod pgbouncer;
+mod pgrx;
 mod pipeline;
 mod postgres;
 mod recipe;
