@@ -22,6 +22,7 @@ pub(crate) use elf::tests::header as elf_test_header;
 pub use elf::{HEADER_LEN as ELF_HEADER_LEN, machine as elf_machine, machine_name};
 pub use error::Error;
 pub use host::log_tail;
+pub use pgrx::rust_identity;
 pub use reporter::{Reporter, Silent};
 pub use scheduler::{Outcome, Scheduler};
 pub use toolchain::HostToolchain;

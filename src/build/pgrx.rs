@@ -107,6 +107,33 @@ pub fn rust_target(platform: Platform) -> &'static str {
     }
 }
 
+/// The identity of the Rust compiler cargo-pgrx builds use, which joins the builder
+/// identity of their derivations: `rust:` + blake3 of `rustc -vV` (release, commit hash,
+/// host, LLVM version), so a new compiler rebuilds Rust extensions and nothing else.
+/// `name` is a recipe that needs it (for the error).
+pub fn rust_identity(name: &RecipeName) -> Result<String, Error> {
+    let problem = |problem: String| Error::Rust {
+        name: name.clone(),
+        problem,
+        hint: "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH".into(),
+    };
+    let rust = RustToolchain::find().map_err(problem)?;
+    let out = Command::new(rust.rustc())
+        .arg("-vV")
+        .output()
+        .map_err(|e| problem(format!("`rustc -vV` cannot run ({e})")))?;
+    if !out.status.success() {
+        return Err(problem(format!(
+            "`rustc -vV` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"azb-rust-toolchain\0");
+    hasher.update(&out.stdout);
+    Ok(format!("rust:{}", hasher.finalize().to_hex()))
+}
+
 /// The platform of this machine, if it is one azb builds for.
 fn host_platform() -> Option<Platform> {
     match std::env::consts::ARCH {

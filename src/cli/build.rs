@@ -190,6 +190,10 @@ fn classify_kind(error: &build::Error) -> FailureKind {
             source: crate::fetch::Error::CommitMissing { .. },
             ..
         } => FailureKind::Input,
+        // What the recipe pins or its source lacks is the user's to fix.
+        build::Error::CargoProject { .. } | build::Error::BadToolVersion { .. } => {
+            FailureKind::Input
+        }
         build::Error::Command { .. }
         | build::Error::OutsidePrefix { .. }
         | build::Error::WrongMachine { .. }

@@ -10,7 +10,7 @@ use crate::build::HostToolchain;
 use crate::drv::Plan;
 use crate::fetch::SourceMirrors;
 use crate::graph::Graph;
-use crate::recipe::{Platform, Project};
+use crate::recipe::{Build, Platform, Project};
 use crate::store::Store;
 
 /// Settings every command shares, resolved.
@@ -116,7 +116,15 @@ pub fn plan<'a>(
         .iter()
         .map(|(p, (_, id))| (*p, id.clone()))
         .collect();
-    let plan = Plan::new(graph, &project.image, platforms, &builders);
+    // Only Rust extensions depend on the Rust compiler (and only they need one).
+    let rust = graph
+        .order
+        .iter()
+        .find(|r| matches!(r.recipe.build, Build::CargoPgrx { .. }))
+        .map(|r| crate::build::rust_identity(&r.recipe.name))
+        .transpose()
+        .map_err(Failure::environment)?;
+    let plan = Plan::new(graph, &project.image, platforms, &builders, rust.as_deref());
     Ok((toolchains, plan))
 }
 

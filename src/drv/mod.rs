@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
-use crate::recipe::{CommitSha, ImageDef, LoadedRecipe, Platform, RecipeName};
+use crate::recipe::{Build, CommitSha, ImageDef, LoadedRecipe, Platform, RecipeName};
 
 pub use encode::PROTOCOL;
 
@@ -102,12 +102,14 @@ pub struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     /// Computes the derivations of `graph` for `platforms`, given each platform's builder
-    /// identity. Pure: nothing is read or run.
+    /// identity and, for Rust extensions (`CargoPgrx`), the Rust compiler's identity,
+    /// which joins theirs as `<builder>+<rust>`. Pure: nothing is read or run.
     pub fn new(
         graph: &Graph<'a>,
         image: &ImageDef,
         platforms: &[Platform],
         builders: &BTreeMap<Platform, String>,
+        rust: Option<&str>,
     ) -> Self {
         let mut items = Vec::new();
         for &platform in platforms {
@@ -130,7 +132,13 @@ impl<'a> Plan<'a> {
                     build_kind: r.build.kind_name().to_owned(),
                     build_flags: r.build.hash_inputs(),
                     build_packages,
-                    builder: builders.get(&platform).cloned().unwrap_or_default(),
+                    builder: {
+                        let base = builders.get(&platform).cloned().unwrap_or_default();
+                        match (&r.build, rust) {
+                            (Build::CargoPgrx { .. }, Some(rust)) => format!("{base}+{rust}"),
+                            _ => base,
+                        }
+                    },
                     deps: r
                         .depends
                         .iter()
@@ -150,5 +158,52 @@ impl<'a> Plan<'a> {
         self.items
             .iter()
             .filter(move |p| p.drv.platform == platform)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::{RecipeSelection, RecipeSet, SourceFile};
+
+    fn set(recipes: &[&str]) -> RecipeSet {
+        let mut set = RecipeSet::default();
+        for text in recipes {
+            let recipe: crate::recipe::Recipe = ron::from_str(text).unwrap();
+            let file = SourceFile::new(std::path::Path::new("x.ron"), (*text).to_owned());
+            set.recipes
+                .insert(recipe.name.clone(), LoadedRecipe { recipe, file });
+        }
+        set
+    }
+
+    #[test]
+    fn the_rust_compiler_is_an_input_of_rust_extensions_only() {
+        let commit = "a".repeat(40);
+        let recipes = set(&[
+            &format!(
+                "(name: \"c_ext\", kind: Extension, source: Git(url: \"u\", commit: \"{commit}\"), build: Pgxs())"
+            ),
+            &format!(
+                "(name: \"rs_ext\", kind: Extension, source: Git(url: \"u\", commit: \"{commit}\"), build: CargoPgrx(pgrx: \"0.16.1\"), depends: [\"c_ext\"])"
+            ),
+        ]);
+        let graph = Graph::resolve(&recipes, &RecipeSelection::All).unwrap();
+        let image: ImageDef = ron::from_str(
+            r#"(name: "i", flavor: "t", pg_major: 18, pg_version: "18.6", platforms: {})"#,
+        )
+        .unwrap();
+        let builders = [(Platform::Amd64, "host:abc".to_owned())].into();
+        let plan = |rust| {
+            Plan::new(&graph, &image, &[Platform::Amd64], &builders, rust)
+                .items
+                .iter()
+                .map(|p| (p.drv.name.to_string(), (p.drv.builder.clone(), p.hash)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (old, new) = (plan(Some("rust:1")), plan(Some("rust:2")));
+        assert_eq!(old["c_ext"], new["c_ext"]);
+        assert_eq!(new["rs_ext"].0, "host:abc+rust:2");
+        assert_ne!(old["rs_ext"].1, new["rs_ext"].1);
     }
 }

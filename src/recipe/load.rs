@@ -224,6 +224,16 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
             ));
         }
         problems.extend(check_runtime(loaded));
+        if let Build::CargoPgrx { pgrx, .. } = &recipe.build
+            && !is_version(pgrx)
+        {
+            problems.push(file.diagnostic(
+                file.item_span("build", pgrx),
+                format!("`{}` pins cargo-pgrx `{pgrx}`, which is not a version", recipe.name),
+                "cargo-pgrx version",
+                Some("write the version of the pgrx crate the source's Cargo.lock pins, e.g. \"0.16.1\"".into()),
+            ));
+        }
         if let Some(license) = &recipe.license
             && !super::is_license_expression(license)
         {
@@ -265,4 +275,45 @@ fn check_runtime(loaded: &LoadedRecipe) -> Option<RecipeDiagnostic> {
             ),
         )
     })
+}
+
+/// A release version as crates.io spells it: `MAJOR.MINOR.PATCH`, optionally with a
+/// `-pre` or `+build` suffix of letters, digits, `.` and `-`.
+fn is_version(text: &str) -> bool {
+    let (core, suffix) = match text.find(['-', '+']) {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, "x"),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && !suffix.is_empty()
+        && suffix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '+')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_version;
+
+    #[test]
+    fn tool_versions_are_plain_semver() {
+        for good in ["0.16.1", "1.0.0-rc.1", "0.12.0+build5"] {
+            assert!(is_version(good), "{good}");
+        }
+        for bad in [
+            "../0.16.1",
+            "0.16",
+            "=0.16.1",
+            "0.16.1-",
+            "v0.16.1",
+            "0.16.1 ",
+            "",
+        ] {
+            assert!(!is_version(bad), "{bad}");
+        }
+    }
 }

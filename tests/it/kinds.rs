@@ -94,9 +94,9 @@ fn a_cargo_pgrx_source_without_cargo_lock_is_a_clear_error() {
     );
     fs_err::write(ctx.recipe_path("azb_sql"), text).unwrap();
     let out = ctx.run(&["build", "--platform", "amd64"]);
-    // Found before any build (and before cargo-pgrx is installed), as the environment's
-    // kind of failure for now (see the cargo-pgrx section of flake-free-docs/building.md).
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Found before any build (and before cargo-pgrx is installed): the source is the
+    // user's input, so exit code 2.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let text = stderr(&out);
     assert!(
         text.contains("`azb_sql` builds with cargo-pgrx, but its source has no Cargo.lock in `.`"),
