@@ -53,14 +53,28 @@ pub fn write_cc_wrapper(
          for arg; do\n  shift\n  case \"$arg\" in\n    -march=native|-mtune=native|-mcpu=native) ;;\n    \
          *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n",
     );
-    script.push_str(&format!("exec {}", shell_quote(real_cc)));
-    for (from, to) in maps {
-        script.push_str(&format!(
-            " {}",
-            shell_quote(&format!("-ffile-prefix-map={}={to}", from.display()))
-        ));
-    }
-    script.push_str(" \"$@\"\n");
+    script.push_str(&format!(
+        "exec {}{} \"$@\"\n",
+        shell_quote(real_cc),
+        map_flags(maps, "-ffile-prefix-map")
+    ));
+    write_script(path, &script)
+}
+
+/// ` 'OPTION=FROM=TO'` for each map, shell-quoted, in order.
+pub(super) fn map_flags(maps: &[(PathBuf, String)], option: &str) -> String {
+    maps.iter()
+        .map(|(from, to)| {
+            format!(
+                " {}",
+                shell_quote(&format!("{option}={}={to}", from.display()))
+            )
+        })
+        .collect()
+}
+
+/// Writes an executable (0755) script.
+pub(super) fn write_script(path: &Path, script: &str) -> Result<(), FsError> {
     err::write(path, script).map_err(|e| FsError::new("write", path, e))?;
     use std::os::unix::fs::PermissionsExt;
     err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
@@ -68,7 +82,7 @@ pub fn write_cc_wrapper(
 }
 
 /// Quotes `text` for a POSIX shell.
-pub(super) fn shell_quote(text: &str) -> String {
+fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use super::Error;
-use super::host::{Step, log_tail, shell_quote};
+use super::host::{Step, log_tail, map_flags, write_script};
 use super::kind::KindPaths;
 use crate::drv::Planned;
 use crate::fetch::Fetcher;
@@ -112,26 +112,30 @@ pub fn rust_target(platform: Platform) -> &'static str {
 /// host, LLVM version), so a new compiler rebuilds Rust extensions and nothing else.
 /// `name` is a recipe that needs it (for the error).
 pub fn rust_identity(name: &RecipeName) -> Result<String, Error> {
-    let problem = |problem: String| Error::Rust {
+    // Asked once per process (`recipe bump` plans twice).
+    static IDENTITY: OnceLock<Result<String, String>> = OnceLock::new();
+    let found = IDENTITY.get_or_init(|| {
+        let rust = RustToolchain::find()?;
+        let out = Command::new(rust.rustc())
+            .arg("-vV")
+            .output()
+            .map_err(|e| format!("`rustc -vV` cannot run ({e})"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`rustc -vV` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"azb-rust-toolchain\0");
+        hasher.update(&out.stdout);
+        Ok(format!("rust:{}", hasher.finalize().to_hex()))
+    });
+    found.clone().map_err(|problem| Error::Rust {
         name: name.clone(),
         problem,
         hint: "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH".into(),
-    };
-    let rust = RustToolchain::find().map_err(problem)?;
-    let out = Command::new(rust.rustc())
-        .arg("-vV")
-        .output()
-        .map_err(|e| problem(format!("`rustc -vV` cannot run ({e})")))?;
-    if !out.status.success() {
-        return Err(problem(format!(
-            "`rustc -vV` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"azb-rust-toolchain\0");
-    hasher.update(&out.stdout);
-    Ok(format!("rust:{}", hasher.finalize().to_hex()))
+    })
 }
 
 /// The platform of this machine, if it is one azb builds for.
@@ -165,15 +169,10 @@ fn rust_for(name: &RecipeName, platform: Platform) -> Result<&'static RustToolch
     Ok(rust)
 }
 
-/// A cargo-pgrx version is a plain version (`0.16.1`); anything else could escape the
-/// tools directory or mean something else to cargo.
+/// A cargo-pgrx version is a plain version (`0.16.1`, the rule `recipe check` applies);
+/// anything else could escape the tools directory or mean something else to cargo.
 fn check_version(name: &RecipeName, version: &str) -> Result<(), Error> {
-    let ok = !version.is_empty()
-        && version.starts_with(|c: char| c.is_ascii_digit())
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
-    if ok {
+    if crate::recipe::is_version(version) {
         Ok(())
     } else {
         Err(Error::BadToolVersion {
@@ -510,20 +509,11 @@ impl CargoSetup {
 /// each map after the build's own flags, so the maps win over a project's and no path of
 /// this machine reaches an artifact (file names in panic messages, debug info).
 pub fn write_rustc_wrapper(path: &Path, maps: &[(PathBuf, String)]) -> Result<(), FsError> {
-    let mut script = String::from(
-        "#!/bin/sh\n# azb rustc wrapper: fixed paths.\nrustc=$1\nshift\nexec \"$rustc\" \"$@\"",
+    let script = format!(
+        "#!/bin/sh\n# azb rustc wrapper: fixed paths.\nrustc=$1\nshift\nexec \"$rustc\" \"$@\"{}\n",
+        map_flags(maps, "--remap-path-prefix")
     );
-    for (from, to) in maps {
-        script.push_str(&format!(
-            " {}",
-            shell_quote(&format!("--remap-path-prefix={}={to}", from.display()))
-        ));
-    }
-    script.push('\n');
-    err::write(path, script).map_err(|e| FsError::new("write", path, e))?;
-    use std::os::unix::fs::PermissionsExt;
-    err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| FsError::new("chmod", path, e))
+    write_script(path, &script)
 }
 
 /// `CARGO_TARGET_<TRIPLE>_LINKER`-style variable names.

@@ -209,10 +209,7 @@ fn copy_licenses(name: &RecipeName, roots: &[PathBuf], artifact: &Path) -> Resul
     let dest = artifact.join("licenses").join(name.as_str());
     for root in roots {
         for entry in sorted_entries(root)? {
-            let upper = entry.file_name().to_string_lossy().to_uppercase();
-            let is_licence = ["LICENSE", "LICENCE", "COPYING", "NOTICE", "COPYRIGHT"]
-                .iter()
-                .any(|p| upper.starts_with(p));
+            let is_licence = crate::recipe::is_license_file(&entry.file_name().to_string_lossy());
             if is_licence && entry.file_type().is_ok_and(|t| t.is_file()) {
                 err::create_dir_all(&dest)
                     .map_err(|e| FsError::new("create directory", &dest, e))?;

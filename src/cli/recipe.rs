@@ -165,8 +165,15 @@ fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
             path.display()
         )));
     }
-    // Derivation hashes need the toolchains; without them the recipe is still written.
-    let before = hashes(&project).ok();
+    // Derivation hashes need the toolchains; without them the recipe is still written and
+    // only the listing is skipped, saying why.
+    let listing = |project: &Project| {
+        hashes(project).map_err(|failure| {
+            let why = failure.report.map(|r| r.to_string()).unwrap_or_default();
+            format!("azb: no derivations listed: the plan failed: {why}")
+        })
+    };
+    let before = listing(&project);
     let store = global.store()?;
     let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
     let (commit, tag) = fetcher
@@ -202,7 +209,10 @@ fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
     );
     crate::fs::write_atomic(&recipes_dir, &path, text.as_bytes()).map_err(Failure::environment)?;
     let after = match settings::load_project(global) {
-        Ok(project) => before.as_ref().and_then(|_| hashes(&project).ok()),
+        Ok(project) => match &before {
+            Ok(_) => listing(&project),
+            Err(why) => Err(why.clone()),
+        },
         Err(failure) => {
             // Never leave a recipe behind that breaks the set.
             crate::fs::err::remove_file(&path)
@@ -223,11 +233,12 @@ fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
             .map(|l| format!(", licence {l}"))
             .unwrap_or_default()
     );
-    let (Some(before), Some(after)) = (before, after) else {
-        eprintln!(
-            "azb: no derivations listed: the toolchains are missing (scripts/fetch-toolchain.sh)"
-        );
-        return Ok(());
+    let (before, after) = match (before, after) {
+        (Ok(before), Ok(after)) => (before, after),
+        (Err(why), _) | (_, Err(why)) => {
+            eprintln!("{why}");
+            return Ok(());
+        }
     };
     for (key, hash) in &after {
         if !before.contains_key(key) {

@@ -10,8 +10,7 @@ use std::path::Path;
 use crate::fs::{FsError, err, sorted_entries};
 
 /// File names (case-insensitive prefixes) that hold a licence text.
-pub const LICENSE_FILE_PREFIXES: [&str; 5] =
-    ["LICENSE", "LICENCE", "COPYING", "NOTICE", "COPYRIGHT"];
+const LICENSE_FILE_PREFIXES: [&str; 5] = ["LICENSE", "LICENCE", "COPYING", "NOTICE", "COPYRIGHT"];
 
 /// Whether `file_name` is a licence file (`LICENSE`, `LICENSE.md`, `COPYING`, ...).
 pub fn is_license_file(file_name: &str) -> bool {
@@ -113,6 +112,11 @@ fn spdx_expression(text: &str) -> Option<String> {
         (parts.len() > 1 && parts.iter().all(|p| spdx_expression(p).is_some()))
             .then(|| parts.join(" OR "))
     })
+}
+
+/// Whether `id` is one of the SPDX ids azb recognises (and so writes) itself.
+pub fn is_recognised_id(id: &str) -> bool {
+    TEXTS.iter().any(|(known, _, _)| *known == id) || PGXN.iter().any(|(_, known)| *known == id)
 }
 
 /// Whether `text` is written as an SPDX expression (ids, `AND`/`OR`/`WITH`, parentheses).

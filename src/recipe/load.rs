@@ -279,7 +279,7 @@ fn check_runtime(loaded: &LoadedRecipe) -> Option<RecipeDiagnostic> {
 
 /// A release version as crates.io spells it: `MAJOR.MINOR.PATCH`, optionally with a
 /// `-pre` or `+build` suffix of letters, digits, `.` and `-`.
-fn is_version(text: &str) -> bool {
+pub fn is_version(text: &str) -> bool {
     let (core, suffix) = match text.find(['-', '+']) {
         Some(at) => (&text[..at], &text[at + 1..]),
         None => (text, "x"),

@@ -21,9 +21,10 @@ pub use edit::{NoPin, set_pin};
 pub use error::Error;
 pub use image_def::{BaseImage, ImageDef, PlatformDef, RecipeSelection, Toolchain};
 pub use license::{
-    is_license_expression, is_license_file, license_of_text, license_of_texts, license_of_tree,
+    is_license_expression, is_license_file, is_recognised_id, license_of_text, license_of_texts,
+    license_of_tree,
 };
-pub use load::{LoadedRecipe, Project, RecipeSet, load_recipes};
+pub use load::{LoadedRecipe, Project, RecipeSet, is_version, load_recipes};
 pub use model::{
     BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source,
 };

@@ -18,7 +18,9 @@ use std::io::Read;
 use serde_json::{Value, json};
 
 use super::{RuntimeFile, rfc3339};
-use crate::recipe::{ImageDef, Platform, Recipe, RecipeKind, Source, license_of_texts};
+use crate::recipe::{
+    ImageDef, Platform, Recipe, RecipeKind, Source, is_recognised_id, license_of_texts,
+};
 
 /// Where the image carries its SBOM.
 pub const SBOM_PATH: &str = "/etc/postgresql/sbom.cdx.json";
@@ -181,28 +183,12 @@ fn component(recipe: &Recipe, built: Option<&BuiltComponent>) -> Value {
     value
 }
 
-/// SPDX ids azb itself writes (license_of_text, PGXN names): written as `license.id`;
-/// any other single name as `license.name`, anything compound as an `expression`.
-const KNOWN_IDS: [&str; 13] = [
-    "AGPL-3.0",
-    "Apache-2.0",
-    "BSD-2-Clause",
-    "BSD-3-Clause",
-    "GPL-2.0",
-    "GPL-3.0",
-    "ISC",
-    "LGPL-2.1",
-    "LGPL-3.0",
-    "MIT",
-    "MPL-2.0",
-    "PostgreSQL",
-    "Zlib",
-];
-
+/// A licence for CycloneDX: an id azb recognises as `license.id`, any other single name
+/// as `license.name`, anything compound as an `expression`.
 fn license_choice(license: &str) -> Value {
     if license.contains(' ') || license.contains('(') {
         json!({ "expression": license })
-    } else if KNOWN_IDS.contains(&license) {
+    } else if is_recognised_id(license) {
         json!({ "license": { "id": license } })
     } else {
         json!({ "license": { "name": license } })
