@@ -3,7 +3,9 @@
 //! CREATE EXTENSION inside a transaction that is rolled back, so running the file leaves
 //! the database as it was:
 //!
-//!     psql -X -v ON_ERROR_STOP=1 -f /etc/postgresql/smoke.sql
+//! ```text
+//! psql -X -v ON_ERROR_STOP=1 -f /etc/postgresql/smoke.sql
+//! ```
 //!
 //! Owns that file's content only.
 
