@@ -14,6 +14,11 @@ pub const SOURCE_MIRRORS: &str = "AZB_SOURCE_MIRRORS";
 /// default).
 pub const BUILD_NETWORK: &str = "AZB_BUILD_NETWORK";
 
+/// The apt sources file (deb822 `.sources` or one-line `.list`) naming the Debian archive
+/// that builder packages are resolved against (`azb lock update`) and installed from;
+/// else `/etc/apt/sources.list.d/debian.sources`. Never part of any hash: the lock is.
+pub const APT_SOURCES: &str = "AZB_APT_SOURCES";
+
 /// Reads a path-valued variable; empty counts as unset.
 pub fn path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)

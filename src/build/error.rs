@@ -51,6 +51,73 @@ pub enum Error {
         /// The full log in the store.
         log: PathBuf,
     },
+    /// The package lock could not be resolved or checked against the Debian index.
+    #[error("cannot pin the {platform} builders' Debian packages")]
+    Lock {
+        /// The platform.
+        platform: Platform,
+        /// Why.
+        #[source]
+        source: crate::fetch::Error,
+    },
+    /// The lock has no builder for a derivation.
+    #[error(transparent)]
+    LockMissing {
+        /// What the lock lacks.
+        problem: crate::recipe::LockProblem,
+    },
+    /// The Docker client could not be run.
+    #[error("cannot run `{program}` (is Docker installed?)")]
+    DockerMissing {
+        /// The client program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Docker command failed.
+    #[error("`docker {command}` failed: {detail}")]
+    Docker {
+        /// The command's arguments.
+        command: String,
+        /// What the engine said.
+        detail: String,
+    },
+    /// A builder image could not be made.
+    #[error("cannot make the builder image `{tag}`:\n{detail}")]
+    BuilderImage {
+        /// Its tag.
+        tag: String,
+        /// Why (the tail of mmdebstrap's log, or what the image lacks).
+        detail: String,
+    },
+    /// A tool azb runs itself could not be started.
+    #[error("cannot run `{program}`")]
+    Tool {
+        /// The program.
+        program: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The recipe's subdir is not a directory of its source.
+    #[error("`{name}` builds in `{subdir}`, which is not a directory of its pinned source")]
+    NoSubdir {
+        /// The recipe.
+        name: RecipeName,
+        /// Its subdir.
+        subdir: String,
+    },
+    /// strip failed on a file the build installed.
+    #[error("cannot strip `{}` built by `{name}` ({status})", file.display())]
+    Strip {
+        /// The recipe.
+        name: RecipeName,
+        /// The file.
+        file: PathBuf,
+        /// Exit status.
+        status: String,
+    },
     /// The build installed files outside the PostgreSQL prefix.
     #[error("`{name}` installed `{path}` outside the PostgreSQL prefix")]
     OutsidePrefix {

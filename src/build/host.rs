@@ -1,43 +1,155 @@
 //! The host executor: runs a build kind's steps on this machine, in a private work
 //! directory, with an allow-listed environment, no network (an empty network namespace),
-//! a compiler wrapper that maps build paths and drops host-specific CPU flags, and every
-//! line of output appended to the derivation's log.
+//! a toolchain view (hard links of the toolchain with the dependencies' artifacts laid on
+//! top), a compiler wrapper that maps build paths and drops host-specific CPU flags, and
+//! every line of output appended to the derivation's log. For quick local work and
+//! machines without Docker: it isolates the network only, so builders' system libraries
+//! are this machine's (not covered by the builder identity).
 //!
-//! Only runs things: the scheduler has already asked the store, fetched the source and
-//! chosen the steps.
+//! Only runs things: the driver has already fetched and exported the source.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged};
+use super::kind::KindPaths;
+use super::pgrx::CargoSetup;
+use super::tree::{link_tree, strip_elf_files, unpack_over};
 use super::{Error, HostToolchain};
 use crate::fs::{FsError, err};
-use crate::recipe::RecipeName;
+use crate::recipe::Build;
+use crate::store::Store;
 
-/// One command of a build.
-#[derive(Debug, Clone)]
-pub struct Step {
-    /// Shown to people and in errors (`make`, `make install`).
-    pub label: String,
-    /// Program and arguments.
-    pub argv: Vec<String>,
-    /// Directory to run in.
-    pub cwd: PathBuf,
-}
-
-/// The environment one build runs in.
+/// Builds on this machine with one platform's host toolchain.
 #[derive(Debug)]
-pub struct Session {
-    /// The recipe (for messages).
-    pub name: RecipeName,
-    /// Variables the steps see; nothing else from azb's own environment leaks in.
-    pub env: BTreeMap<String, String>,
-    /// The log file every line goes to.
-    pub log: PathBuf,
+pub struct HostExecutor {
+    /// The toolchain.
+    pub toolchain: HostToolchain,
+    /// The store (cargo-pgrx and the crates of Rust builds live there).
+    pub store: Store,
     /// Whether steps may reach the network.
     pub network: bool,
+}
+
+/// One build on the host.
+struct HostSandbox<'a> {
+    executor: &'a HostExecutor,
+    drv: crate::drv::Derivation,
+    paths: KindPaths,
+    env: BTreeMap<String, String>,
+    log: PathBuf,
+}
+
+impl Executor for HostExecutor {
+    fn open<'a>(&'a self, spec: &SessionSpec<'_>) -> Result<Box<dyn Sandbox + 'a>, Error> {
+        let drv = spec.drv;
+        let work = spec.work;
+        let dir = |name: &str| -> Result<PathBuf, Error> {
+            let path = work.join(name);
+            err::create_dir_all(&path).map_err(|e| FsError::new("create directory", &path, e))?;
+            Ok(path)
+        };
+        let (pg, bin, destdir, home, scratch) = (
+            work.join("pg"),
+            dir("bin")?,
+            dir("out")?,
+            dir("home")?,
+            dir("tmp")?,
+        );
+        link_tree(&self.toolchain.prefix, &pg)?;
+        for tar in spec.deps {
+            unpack_over(tar, &pg)?;
+        }
+        let fixed_prefix = format!("/usr/lib/postgresql/{}", drv.pg_major);
+        // Later maps win (gcc and rustc alike): the whole work directory first, then the
+        // places that have names of their own.
+        let mut maps = vec![
+            (work.to_owned(), "/build".to_owned()),
+            (spec.source.to_owned(), format!("/build/{}", drv.name)),
+            (pg.clone(), fixed_prefix.clone()),
+        ];
+        let cargo = match spec.build {
+            Build::CargoPgrx { pgrx, .. } => {
+                maps.push((self.store.layout().cargo_home(), "/cargo".to_owned()));
+                Some(CargoSetup::new(
+                    &self.store,
+                    &drv.name,
+                    drv.platform,
+                    pgrx,
+                    work,
+                    &bin,
+                    &maps,
+                )?)
+            }
+            _ => None,
+        };
+        let cc = bin.join("cc");
+        write_cc_wrapper(&cc, &self.toolchain.cc, &maps)?;
+        let mut env = spec.env.clone();
+        env.insert(
+            "PATH".into(),
+            format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+        );
+        env.insert("HOME".into(), home.display().to_string());
+        env.insert("TMPDIR".into(), scratch.display().to_string());
+        let paths = KindPaths {
+            dir: match &drv.subdir {
+                Some(sub) => spec.source.join(sub),
+                None => spec.source.to_owned(),
+            },
+            pg_config: pg.join("bin/pg_config"),
+            cc,
+            destdir,
+            make_jobs: spec.make_jobs,
+            image_prefix: fixed_prefix,
+            prefix: pg,
+            out_of_tree: work.join("out-of-tree"),
+            cargo,
+        };
+        Ok(Box::new(HostSandbox {
+            executor: self,
+            drv: drv.clone(),
+            paths,
+            env,
+            log: spec.log.to_owned(),
+        }))
+    }
+}
+
+impl Sandbox for HostSandbox<'_> {
+    fn paths(&self) -> &KindPaths {
+        &self.paths
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), Error> {
+        let mut argv: Vec<String> = Vec::new();
+        if !self.executor.network {
+            argv.extend(isolation_prefix()?.iter().map(|s| s.to_string()));
+        }
+        argv.extend(step.argv.iter().cloned());
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .current_dir(&step.cwd)
+            .env_clear()
+            .envs(&self.env);
+        run_logged(command, step, &self.drv, &self.log)
+    }
+
+    fn finish(self: Box<Self>, into: &Path) -> Result<(), Error> {
+        let toolchain = &self.executor.toolchain;
+        strip_elf_files(
+            &self.drv.name,
+            toolchain.platform,
+            &toolchain.strip,
+            &self.paths.destdir,
+        )?;
+        err::rename(&self.paths.destdir, into)
+            .map_err(|e| FsError::new("move the installed files from", &self.paths.destdir, e))?;
+        Ok(())
+    }
 }
 
 /// The compiler wrapper: removes `-march=native`, `-mtune=native` and `-mcpu=native` (an
@@ -111,80 +223,6 @@ fn isolation_prefix() -> Result<&'static [&'static str], Error> {
     found
         .clone()
         .map_err(|detail| Error::NoNetworkIsolation { detail })
-}
-
-impl Session {
-    /// Runs `step`, appending its output to the log; a failure carries the log's tail.
-    pub fn run(&self, step: &Step, toolchain: &HostToolchain) -> Result<(), Error> {
-        let mut log = err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| FsError::new("open log", &self.log, e))?;
-        let line = format!("$ {}  (in {})\n", step.argv.join(" "), step.cwd.display());
-        log.write_all(line.as_bytes())
-            .map_err(|e| FsError::new("write log", &self.log, e))?;
-        let mut argv: Vec<String> = Vec::new();
-        if !self.network {
-            argv.extend(isolation_prefix()?.iter().map(|s| s.to_string()));
-        }
-        argv.extend(step.argv.iter().cloned());
-        let (reader, writer) =
-            std::io::pipe().map_err(|e| FsError::new("create a pipe for", &self.log, e))?;
-        let writer_err = writer
-            .try_clone()
-            .map_err(|e| FsError::new("create a pipe for", &self.log, e))?;
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .current_dir(&step.cwd)
-            .env_clear()
-            .envs(&self.env)
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(writer_err)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                name: self.name.clone(),
-                program: argv[0].clone(),
-                source,
-            })?;
-        for line in BufReader::new(reader).split(b'\n') {
-            let mut line = line.map_err(|e| FsError::new("read build output for", &self.log, e))?;
-            line.push(b'\n');
-            log.write_all(&line)
-                .map_err(|e| FsError::new("write log", &self.log, e))?;
-        }
-        let status = child.wait().map_err(|source| Error::Spawn {
-            name: self.name.clone(),
-            program: argv[0].clone(),
-            source,
-        })?;
-        if status.success() {
-            return Ok(());
-        }
-        let _ = log.flush();
-        Err(Error::Command {
-            name: self.name.clone(),
-            platform: toolchain.platform,
-            step: step.label.clone(),
-            status: status.to_string(),
-            tail: log_tail(&self.log, 25),
-            log: self.log.clone(),
-        })
-    }
-}
-
-/// The last `lines` lines of a log, indented for display.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = err::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|l| format!("  | {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]

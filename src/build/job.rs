@@ -1,20 +1,19 @@
-//! Building one derivation: export the pinned source, prepare the toolchain view with the
-//! dependencies' artifacts, run the kind's steps in a session, normalize, and hand the
-//! artifact to the store.
+//! The build driver: one derivation, whatever the executor. Export the pinned source, open
+//! the executor's sandbox, run the kind's steps there, take back what was installed,
+//! normalise it into the artifact layout, refuse build paths, and hand the artifact to the
+//! store.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::host::{Session, write_cc_wrapper};
-use super::kind::{KindPaths, steps};
-use super::pgrx::CargoSetup;
-use super::tree::{link_tree, normalize, unpack_over};
-use super::{Error, HostToolchain, Reporter};
+use super::executor::{Executor, SessionSpec};
+use super::kind::steps;
+use super::tree::normalize;
+use super::{Error, Reporter};
 use crate::drv::Planned;
 use crate::fetch::Fetcher;
 use crate::fs::{FsError, err};
-use crate::recipe::Build;
 use crate::store::{BuildRecord, Realisation, Store};
 
 /// Everything a build needs besides the derivation.
@@ -23,20 +22,16 @@ pub struct JobContext<'a> {
     pub store: &'a Store,
     /// Source access (the source is already in its mirror).
     pub fetcher: &'a Fetcher,
-    /// The toolchain of the derivation's platform.
-    pub toolchain: &'a HostToolchain,
-    /// Its identity (as in the derivation).
-    pub builder: &'a str,
+    /// Where the derivation's platform builds.
+    pub executor: &'a dyn Executor,
     /// Parallel make jobs per build.
     pub make_jobs: usize,
-    /// Whether builds may reach the network.
-    pub network: bool,
     /// Where events go.
     pub reporter: &'a dyn Reporter,
 }
 
 /// Builds `planned` with its dependencies' artifact tars (transitive, in order) laid into
-/// the toolchain view, and stores the result.
+/// its toolchain, and stores the result.
 pub fn build(
     ctx: &JobContext<'_>,
     planned: &Planned<'_>,
@@ -51,19 +46,7 @@ pub fn build(
         .tempdir_in(&tmp)
         .map_err(|e| FsError::new("create a build directory in", &tmp, e))?;
     let work = work.path();
-    let dir = |name: &str| -> Result<std::path::PathBuf, Error> {
-        let path = work.join(name);
-        err::create_dir_all(&path).map_err(|e| FsError::new("create directory", &path, e))?;
-        Ok(path)
-    };
-    let (src, pg, bin, destdir, home, scratch) = (
-        dir("src")?,
-        work.join("pg"),
-        dir("bin")?,
-        dir("out")?,
-        dir("home")?,
-        dir("tmp")?,
-    );
+    let src = work.join("src");
     let hash = planned.hash;
     let log = ctx.store.layout().log(&hash);
     err::write(
@@ -83,91 +66,72 @@ pub fn build(
             name: drv.name.clone(),
             source,
         })?;
-    ctx.reporter.build_step(&hash, "toolchain");
-    link_tree(&ctx.toolchain.prefix, &pg)?;
-    for tar in deps {
-        unpack_over(tar, &pg)?;
-    }
-    let cc = bin.join("cc");
-    let fixed_prefix = format!("/usr/lib/postgresql/{}", drv.pg_major);
-    // Later maps win (gcc and rustc alike): the whole work directory first, then the
-    // places that have names of their own.
-    let mut maps = vec![
-        (work.to_owned(), "/build".to_owned()),
-        (src.clone(), format!("/build/{}", drv.name)),
-        (pg.clone(), fixed_prefix.clone()),
-    ];
-    let cargo = match &recipe.build {
-        Build::CargoPgrx { pgrx, .. } => {
-            maps.push((ctx.store.layout().cargo_home(), "/cargo".to_owned()));
-            Some(CargoSetup::new(
-                ctx.store,
-                &drv.name,
-                drv.platform,
-                pgrx,
-                work,
-                &bin,
-                &maps,
-            )?)
-        }
-        _ => None,
-    };
-    write_cc_wrapper(&cc, &ctx.toolchain.cc, &maps)?;
-
     let build_dir = match &drv.subdir {
         Some(sub) => src.join(sub),
         None => src.clone(),
     };
+    // A symlink in the tree must not lead the build out of it either.
+    let inside = build_dir
+        .canonicalize()
+        .ok()
+        .zip(src.canonicalize().ok())
+        .is_some_and(|(dir, root)| dir.starts_with(root));
+    if !build_dir.is_dir() || !inside {
+        return Err(Error::NoSubdir {
+            name: drv.name.clone(),
+            subdir: drv.subdir.clone().unwrap_or_default(),
+        });
+    }
+    ctx.reporter.build_step(&hash, "toolchain");
     let env: BTreeMap<String, String> = [
-        (
-            "PATH",
-            format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
-        ),
-        ("HOME", home.display().to_string()),
-        ("TMPDIR", scratch.display().to_string()),
-        ("LANG", "C".into()),
-        ("LC_ALL", "C".into()),
-        ("TZ", "UTC".into()),
+        ("LANG", "C".to_owned()),
+        ("LC_ALL", "C".to_owned()),
+        ("TZ", "UTC".to_owned()),
         ("SOURCE_DATE_EPOCH", source_time.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let session = Session {
-        name: drv.name.clone(),
+    let scratch = work.join("executor");
+    err::create_dir_all(&scratch).map_err(|e| FsError::new("create directory", &scratch, e))?;
+    let spec = SessionSpec {
+        drv,
+        build: &recipe.build,
+        source: &src,
+        deps,
         env,
-        log: log.clone(),
-        network: ctx.network,
-    };
-    let paths = KindPaths {
-        dir: &build_dir,
-        pg_config: &pg.join("bin/pg_config"),
-        cc: &cc,
-        destdir: &destdir,
+        log: &log,
+        work: &scratch,
         make_jobs: ctx.make_jobs,
-        image_prefix: &fixed_prefix,
-        prefix: &pg,
-        out_of_tree: &work.join("out-of-tree"),
-        cargo: cargo.as_ref(),
     };
-    let Some(steps) = steps(&recipe.build, &paths) else {
+    let mut sandbox = ctx.executor.open(&spec)?;
+    let Some(steps) = steps(&recipe.build, sandbox.paths()) else {
         return Err(Error::UnsupportedKind {
             name: drv.name.clone(),
             kind: recipe.build.kind_name(),
         });
     };
+    let prefix = sandbox.paths().prefix.clone();
     for step in steps {
         ctx.reporter.build_step(&hash, &step.label);
-        session.run(&step, ctx.toolchain)?;
+        sandbox.run(&step)?;
     }
-
     ctx.reporter.build_step(&hash, "normalize");
+    let installed = work.join("installed");
+    sandbox.finish(&installed)?;
     let artifact = work.join("artifact");
     let mut roots = vec![src.clone()];
     if build_dir != src {
         roots.push(build_dir.clone());
     }
-    normalize(&drv.name, ctx.toolchain, &destdir, &pg, &roots, &artifact)?;
+    normalize(
+        &drv.name,
+        drv.platform,
+        &installed,
+        &prefix,
+        &roots,
+        &artifact,
+    )?;
     refuse_build_paths(&drv.name, &artifact, work)?;
     if is_empty(&artifact)? {
         return Err(Error::Empty {
@@ -178,7 +142,7 @@ pub fn build(
     }
     ctx.reporter.build_step(&hash, "store");
     let record = BuildRecord {
-        builder: ctx.builder.to_owned(),
+        builder: drv.builder.clone(),
         source_time,
         duration_ms: started.elapsed().as_millis() as u64,
     };

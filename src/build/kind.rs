@@ -1,34 +1,35 @@
 //! Build kinds: the steps each kind runs. Steps are plain commands, so the same list can
 //! run on the host or inside a builder container.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::host::Step;
+use super::executor::Step;
 use super::pgrx::CargoSetup;
 use crate::recipe::Build;
 
-/// Paths a build kind needs to know.
+/// Paths a build kind needs to know, as the steps see them (guest paths): the host
+/// executor's are directories of this machine, a builder container's are fixed.
 #[derive(Debug)]
-pub struct KindPaths<'a> {
+pub struct KindPaths {
     /// Where to build (source root or its subdir).
-    pub dir: &'a Path,
-    /// The toolchain view's pg_config.
-    pub pg_config: &'a Path,
-    /// The compiler wrapper.
-    pub cc: &'a Path,
+    pub dir: PathBuf,
+    /// The toolchain's pg_config.
+    pub pg_config: PathBuf,
+    /// The compiler (wrapper).
+    pub cc: PathBuf,
     /// Where `make install` writes (DESTDIR).
-    pub destdir: &'a Path,
+    pub destdir: PathBuf,
     /// Parallel make jobs.
     pub make_jobs: usize,
     /// Where PostgreSQL lives in the image (for the run path of shared objects).
-    pub image_prefix: &'a str,
-    /// The toolchain view's install prefix (what `--prefix` must be, so that files land
-    /// under DESTDIR + prefix and normalise into the artifact layout).
-    pub prefix: &'a Path,
+    pub image_prefix: String,
+    /// The toolchain's install prefix (what `--prefix` must be, so that files land under
+    /// DESTDIR + prefix and normalise into the artifact layout).
+    pub prefix: PathBuf,
     /// An empty directory for out-of-tree builds (cmake, meson).
-    pub out_of_tree: &'a Path,
-    /// What a cargo-pgrx build needs (None for the other kinds).
-    pub cargo: Option<&'a CargoSetup>,
+    pub out_of_tree: PathBuf,
+    /// What a cargo-pgrx build needs (None for the other kinds and executors without it).
+    pub cargo: Option<CargoSetup>,
 }
 
 fn step(label: &str, cwd: &Path, argv: impl IntoIterator<Item = String>) -> Step {
@@ -45,7 +46,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 /// The steps of `build`; None for kinds the host executor cannot run (builtins, which
 /// ship with PostgreSQL, and cargo-pgrx without its [`CargoSetup`]).
-pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
+pub fn steps(build: &Build, paths: &KindPaths) -> Option<Vec<Step>> {
     match build {
         Build::Pgxs { flags } => {
             let common = |extra: &[String]| {
@@ -102,8 +103,8 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
             ]
             .concat();
             Some(vec![
-                step("make", paths.dir, make),
-                step("make install", paths.dir, install),
+                step("make", &paths.dir, make),
+                step("make install", &paths.dir, install),
             ])
         }
         Build::Autotools { flags } => {
@@ -129,9 +130,9 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
                 &format!("DESTDIR={}", paths.destdir.display()),
             ]);
             Some(vec![
-                step("configure", paths.dir, configure),
-                step("make", paths.dir, make),
-                step("make install", paths.dir, install),
+                step("configure", &paths.dir, configure),
+                step("make", &paths.dir, make),
+                step("make install", &paths.dir, install),
             ])
         }
         Build::Cmake { flags } => {
@@ -168,9 +169,9 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
                 &build,
             ]);
             Some(vec![
-                step("cmake", paths.dir, configure),
-                step("cmake --build", paths.dir, compile),
-                step("cmake --install", paths.dir, install),
+                step("cmake", &paths.dir, configure),
+                step("cmake --build", &paths.dir, compile),
+                step("cmake --install", &paths.dir, install),
             ])
         }
         Build::Meson { flags } => {
@@ -209,9 +210,9 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
                 &build,
             ]);
             Some(vec![
-                step("meson setup", paths.dir, setup),
-                step("meson compile", paths.dir, compile),
-                step("meson install", paths.dir, install),
+                step("meson setup", &paths.dir, setup),
+                step("meson compile", &paths.dir, compile),
+                step("meson install", &paths.dir, install),
             ])
         }
         Build::Sql => {
@@ -228,7 +229,7 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
                 strings(&["sh", "-c", script]),
             ]
             .concat();
-            Some(vec![step("copy sql", paths.dir, argv)])
+            Some(vec![step("copy sql", &paths.dir, argv)])
         }
         Build::Script { script } => {
             let argv = [
@@ -242,7 +243,7 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
                 strings(&["sh", "-ec", script]),
             ]
             .concat();
-            Some(vec![step("script", paths.dir, argv)])
+            Some(vec![step("script", &paths.dir, argv)])
         }
         Build::CargoPgrx {
             features,
@@ -250,6 +251,7 @@ pub fn steps(build: &Build, paths: &KindPaths<'_>) -> Option<Vec<Step>> {
             ..
         } => paths
             .cargo
+            .as_ref()
             .map(|setup| super::pgrx::steps(setup, features, *no_default_features, paths)),
         Build::Builtin => None,
     }

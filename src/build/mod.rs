@@ -6,8 +6,11 @@
 //! decides what a derivation is (drv) or how an image looks (image). Never draws progress
 //! bars: it reports events.
 
+mod builder;
+mod docker;
 mod elf;
 mod error;
+mod executor;
 mod host;
 mod job;
 mod kind;
@@ -17,11 +20,14 @@ mod scheduler;
 mod toolchain;
 mod tree;
 
+pub use builder::{Docker, ImageMaker, image_tag, resolve_lock, toolchain_hash};
+pub use docker::{DockerExecutor, Limits};
 #[cfg(test)]
 pub(crate) use elf::tests::header as elf_test_header;
 pub use elf::{HEADER_LEN as ELF_HEADER_LEN, machine as elf_machine, machine_name};
 pub use error::Error;
-pub use host::log_tail;
+pub use executor::{Executor, Sandbox, SessionSpec, Step, log_tail};
+pub use host::HostExecutor;
 pub use pgrx::rust_identity;
 pub use reporter::{Reporter, Silent};
 pub use scheduler::{Outcome, Scheduler};

@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use super::Error;
-use super::host::{Step, log_tail, map_flags, write_script};
+use super::executor::{Step, log_tail};
+use super::host::{map_flags, write_script};
 use super::kind::KindPaths;
 use crate::drv::Planned;
 use crate::fetch::Fetcher;
@@ -530,7 +531,7 @@ pub fn steps(
     setup: &CargoSetup,
     features: &[String],
     no_default_features: bool,
-    paths: &KindPaths<'_>,
+    paths: &KindPaths,
 ) -> Vec<Step> {
     let cc = paths.cc.display().to_string();
     let mut vars: Vec<(String, String)> = vec![

@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use super::executor::Executor;
 use super::job::{JobContext, build};
 use super::pgrx::prepare;
-use super::{Error, HostToolchain, Reporter};
+use super::{Error, Reporter};
 use crate::drv::{DrvHash, Plan, Planned};
 use crate::fetch::Fetcher;
 use crate::recipe::{Build, Platform};
@@ -22,14 +23,12 @@ pub struct Scheduler<'a> {
     pub store: &'a Store,
     /// Source access.
     pub fetcher: &'a Fetcher,
-    /// Toolchain and builder identity per platform.
-    pub toolchains: BTreeMap<Platform, (HostToolchain, String)>,
+    /// Where each platform builds.
+    pub executors: BTreeMap<Platform, Box<dyn Executor>>,
     /// Builds at once.
     pub jobs: usize,
     /// Continue independent work after a failure.
     pub keep_going: bool,
-    /// Whether builds may reach the network.
-    pub network: bool,
     /// Where events go.
     pub reporter: &'a dyn Reporter,
 }
@@ -184,14 +183,11 @@ impl Scheduler<'_> {
                             .map(|d| outcome.artifacts[d].1.clone())
                             .collect();
                         let sender = sender.clone();
-                        let (toolchain, builder) = &self.toolchains[&planned.drv.platform];
                         let ctx = JobContext {
                             store: self.store,
                             fetcher: self.fetcher,
-                            toolchain,
-                            builder,
+                            executor: self.executors[&planned.drv.platform].as_ref(),
                             make_jobs,
-                            network: self.network,
                             reporter: self.reporter,
                         };
                         scope.spawn(move |_| {

@@ -22,15 +22,17 @@ pub struct HostToolchain {
 }
 
 impl HostToolchain {
-    /// Resolves an image definition's toolchain against the project root.
-    pub fn from_def(platform: Platform, def: &Toolchain, root: &Path) -> Self {
+    /// Resolves an image definition's host toolchain against the project root (None
+    /// when the platform builds in builder containers).
+    pub fn from_def(platform: Platform, def: &Toolchain, root: &Path) -> Option<Self> {
         match def {
-            Toolchain::Host { prefix, cc, strip } => Self {
+            Toolchain::Host { prefix, cc, strip } => Some(Self {
                 platform,
                 prefix: root.join(prefix),
                 cc: cc.clone(),
                 strip: strip.clone(),
-            },
+            }),
+            Toolchain::Docker { .. } => None,
         }
     }
 

@@ -1,13 +1,13 @@
 //! Preparing and finishing build trees: a private toolchain view (hard links of the shared
 //! toolchain, dependencies' artifacts laid on top), and the normalisation of what `make
 //! install DESTDIR=…` wrote into the artifact layout (lib/, share/, bin/, include/,
-//! licenses/<name>/), stripped and checked for the platform's ELF machine.
+//! licenses/<name>/), checked for the platform's ELF machine; stripping ELF files.
 
 use std::path::{Path, PathBuf};
 
-use super::{Error, HostToolchain};
+use super::Error;
 use crate::fs::{FsError, err, sorted_entries};
-use crate::recipe::RecipeName;
+use crate::recipe::{Platform, RecipeName};
 
 /// Mirrors `from` into `to` with hard links (copies across file systems). Files later
 /// laid on top must replace links, never write through them: see [`unpack_over`].
@@ -58,11 +58,11 @@ pub fn unpack_over(tar_bytes: &[u8], dir: &Path) -> Result<(), FsError> {
 const ARTIFACT_DIRS: [&str; 4] = ["bin", "include", "lib", "share"];
 
 /// Moves what the build installed under `destdir` + `prefix` into `artifact`, drops what
-/// an image must not carry (static libraries, LLVM bitcode, docs), strips ELF files and
-/// checks their machine, and copies the source's licence files.
+/// an image must not carry (static libraries, LLVM bitcode, docs), checks the machine of
+/// every ELF file (the executor has stripped them), and copies the source's licence files.
 pub fn normalize(
     name: &RecipeName,
-    toolchain: &HostToolchain,
+    platform: Platform,
     destdir: &Path,
     prefix: &Path,
     source_roots: &[PathBuf],
@@ -100,7 +100,7 @@ pub fn normalize(
             err::remove_dir_all(&path).map_err(|e| FsError::new("remove", &path, e))?;
         }
     }
-    finish_files(name, toolchain, artifact, artifact)?;
+    check_files(name, platform, artifact, artifact)?;
     copy_licenses(name, source_roots, artifact)
 }
 
@@ -131,67 +131,88 @@ fn first_outside(destdir: &Path, installed: &Path) -> Result<Option<PathBuf>, Er
     Ok(None)
 }
 
-fn finish_files(
+/// Drops static libraries and libtool files; fails on an ELF file for another machine.
+fn check_files(
     name: &RecipeName,
-    toolchain: &HostToolchain,
+    platform: Platform,
     root: &Path,
     dir: &Path,
 ) -> Result<(), Error> {
+    for (path, kind) in files_under(dir)? {
+        let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+        if file_name.ends_with(".a") || file_name.ends_with(".la") {
+            err::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
+            continue;
+        }
+        let Some(machine) = kind else { continue };
+        if machine != platform.elf_machine() {
+            return Err(Error::WrongMachine {
+                name: name.clone(),
+                file: path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+                platform,
+                found: machine,
+                expected: platform.elf_machine(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Strips (`--strip-unneeded`) every ELF file under `dir` built for `platform` with the
+/// platform's `strip`; files for another machine are left for [`normalize`] to refuse.
+pub fn strip_elf_files(
+    name: &RecipeName,
+    platform: Platform,
+    strip: &str,
+    dir: &Path,
+) -> Result<(), Error> {
+    for (path, machine) in files_under(dir)? {
+        if machine != Some(platform.elf_machine()) {
+            continue;
+        }
+        let status = std::process::Command::new(strip)
+            .arg("--strip-unneeded")
+            .arg(&path)
+            .status()
+            .map_err(|source| Error::Spawn {
+                name: name.clone(),
+                program: strip.to_owned(),
+                source,
+            })?;
+        if !status.success() {
+            return Err(Error::Strip {
+                name: name.clone(),
+                file: path,
+                status: status.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every regular file under `dir` (sorted, depth first) with its ELF machine, if ELF.
+fn files_under(dir: &Path) -> Result<Vec<(PathBuf, Option<u16>)>, FsError> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
     for entry in sorted_entries(dir)? {
         let path = entry.path();
         let kind = entry
             .file_type()
             .map_err(|e| FsError::new("stat", &path, e))?;
         if kind.is_dir() {
-            finish_files(name, toolchain, root, &path)?;
-            continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if file_name.ends_with(".a") || file_name.ends_with(".la") {
-            err::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
-            continue;
-        }
-        let Some(machine) = elf_machine_of(&path)? else {
-            continue;
-        };
-        let relative = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        if machine != toolchain.platform.elf_machine() {
-            return Err(Error::WrongMachine {
-                name: name.clone(),
-                file: relative,
-                platform: toolchain.platform,
-                found: machine,
-                expected: toolchain.platform.elf_machine(),
-            });
-        }
-        let status = std::process::Command::new(&toolchain.strip)
-            .arg("--strip-unneeded")
-            .arg(&path)
-            .status()
-            .map_err(|source| Error::Spawn {
-                name: name.clone(),
-                program: toolchain.strip.clone(),
-                source,
-            })?;
-        if !status.success() {
-            return Err(Error::Toolchain {
-                platform: toolchain.platform,
-                prefix: toolchain.prefix.clone(),
-                problem: format!(
-                    "`{} --strip-unneeded {relative}` failed ({status})",
-                    toolchain.strip
-                ),
-            });
+            out.extend(files_under(&path)?);
+        } else if kind.is_file() {
+            let machine = elf_machine_of(&path)?;
+            out.push((path, machine));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The ELF `e_machine` of a file, or None when it is not ELF.

@@ -59,6 +59,17 @@ pub enum Command {
     /// Look after the recipes: list, show, check, add, bump, outdated.
     #[command(subcommand)]
     Recipe(RecipeCommand),
+    /// The package lock of the builder images (builders.lock).
+    #[command(subcommand)]
+    Lock(LockCommand),
+}
+
+/// `azb lock ...`.
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Resolve the builders' Debian packages (every platform that builds in containers,
+    /// every `build_packages` set of the enabled recipes) and write builders.lock.
+    Update,
 }
 
 /// `azb recipe ...`.

@@ -5,7 +5,11 @@ use super::args::BuildArgs;
 use super::progress::Progress;
 use super::settings::{self, GlobalSettings};
 use super::{Failure, FailureKind};
-use crate::build::{self, Outcome, Scheduler};
+use std::collections::BTreeMap;
+
+use crate::build::{
+    self, Docker, DockerExecutor, Executor, HostExecutor, Limits, Outcome, Scheduler,
+};
 use crate::drv::Plan;
 use crate::fetch::Fetcher;
 use crate::graph::Graph;
@@ -31,19 +35,19 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
             platforms.len()
         )));
     }
-    let (toolchains, plan) = settings::plan(&project, &graph, &platforms)?;
+    let (environments, plan) = settings::plan(&project, &graph, &platforms)?;
     let store = global.store()?;
+    let executors = executors(&project, environments, &store)?;
     let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
     let progress = Progress::new(global.quiet);
     let scheduler = Scheduler {
         store: &store,
         fetcher: &fetcher,
-        toolchains,
+        executors,
         jobs: args
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         keep_going: args.keep_going,
-        network: crate::env::flag(crate::env::BUILD_NETWORK),
         reporter: &progress,
     };
     let outcome = scheduler.realise(&plan).map_err(classify)?;
@@ -83,6 +87,35 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The executor of each platform: the host's toolchain, or builder containers.
+fn executors(
+    project: &Project,
+    environments: settings::Environments,
+    store: &Store,
+) -> Result<BTreeMap<Platform, Box<dyn Executor>>, Failure> {
+    let mut out: BTreeMap<Platform, Box<dyn Executor>> = BTreeMap::new();
+    for (platform, environment) in environments {
+        let executor: Box<dyn Executor> = match environment {
+            settings::Environment::Host(toolchain, _) => Box::new(HostExecutor {
+                toolchain,
+                store: store.clone(),
+                network: crate::env::flag(crate::env::BUILD_NETWORK),
+            }),
+            settings::Environment::Docker { prefix } => Box::new(DockerExecutor {
+                docker: Docker::default(),
+                platform,
+                lock: settings::lock(project)?.clone(),
+                toolchain: prefix,
+                pg_major: project.image.pg_major,
+                store: store.clone(),
+                limits: Limits::default(),
+            }),
+        };
+        out.insert(platform, executor);
+    }
+    Ok(out)
 }
 
 /// Remembers, per platform, the derivations of this build for `plan`'s "what changed".
@@ -191,9 +224,10 @@ fn classify_kind(error: &build::Error) -> FailureKind {
             ..
         } => FailureKind::Input,
         // What the recipe pins or its source lacks is the user's to fix.
-        build::Error::CargoProject { .. } | build::Error::BadToolVersion { .. } => {
-            FailureKind::Input
-        }
+        build::Error::CargoProject { .. }
+        | build::Error::BadToolVersion { .. }
+        | build::Error::NoSubdir { .. }
+        | build::Error::LockMissing { .. } => FailureKind::Input,
         build::Error::Command { .. }
         | build::Error::OutsidePrefix { .. }
         | build::Error::WrongMachine { .. }

@@ -9,6 +9,7 @@ mod args;
 mod autoconfig;
 mod build;
 mod gen_files;
+mod lock;
 mod plan;
 mod progress;
 mod recipe;
@@ -142,6 +143,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         args::Command::Plan(ref args) => plan::run(&global()?, args),
         args::Command::Recipe(ref command) => recipe::run(&global()?, command),
         args::Command::Gen { check } => gen_files::run(&global()?, check),
+        args::Command::Lock(args::LockCommand::Update) => lock::update(&global()?),
         // Needs no project.
         args::Command::Autoconfig(ref args) => autoconfig::run(args),
     }

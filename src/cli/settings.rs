@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use super::Failure;
 use super::args::{GlobalArgs, PlatformArg};
 use crate::build::HostToolchain;
-use crate::drv::Plan;
+use crate::drv::{Builders, Plan};
 use crate::fetch::SourceMirrors;
 use crate::graph::Graph;
-use crate::recipe::{Build, Platform, Project};
+use crate::recipe::{Build, Lock, Platform, Project};
 use crate::store::Store;
 
 /// Settings every command shares, resolved.
@@ -102,20 +102,37 @@ pub fn platforms(arg: PlatformArg, project: &Project) -> Result<Vec<Platform>, F
     }
 }
 
-/// Each platform's host toolchain and its builder identity.
-pub type Toolchains = BTreeMap<Platform, (HostToolchain, String)>;
+/// Where one platform builds, resolved from the image definition.
+#[derive(Debug, Clone)]
+pub enum Environment {
+    /// The host executor with this toolchain and its identity.
+    Host(HostToolchain, String),
+    /// Builder containers carrying the toolchain at this path (checked against the lock
+    /// when a builder image is made).
+    Docker {
+        /// The PostgreSQL toolchain of the platform.
+        prefix: PathBuf,
+    },
+}
 
-/// The toolchains of `platforms` and the plan of `graph` they give.
+/// Each platform's build environment.
+pub type Environments = BTreeMap<Platform, Environment>;
+
+/// The build environments of `platforms` and the plan of `graph` they give.
 pub fn plan<'a>(
     project: &'a Project,
     graph: &Graph<'a>,
     platforms: &[Platform],
-) -> Result<(Toolchains, Plan<'a>), Failure> {
-    let toolchains = toolchains(project, platforms)?;
-    let builders = toolchains
-        .iter()
-        .map(|(p, (_, id))| (*p, id.clone()))
-        .collect();
+) -> Result<(Environments, Plan<'a>), Failure> {
+    let environments = environments(project, platforms)?;
+    let mut builders = BTreeMap::new();
+    for (platform, environment) in &environments {
+        let source = match environment {
+            Environment::Host(_, identity) => Builders::Host(identity.clone()),
+            Environment::Docker { .. } => Builders::Locked(lock(project)?),
+        };
+        builders.insert(*platform, source);
+    }
     // Only Rust extensions depend on the Rust compiler (and only they need one).
     let rust = graph
         .order
@@ -124,18 +141,43 @@ pub fn plan<'a>(
         .map(|r| crate::build::rust_identity(&r.recipe.name))
         .transpose()
         .map_err(Failure::environment)?;
-    let plan = Plan::new(graph, &project.image, platforms, &builders, rust.as_deref());
-    Ok((toolchains, plan))
+    let plan = Plan::new(graph, &project.image, platforms, &builders, rust.as_deref()).map_err(
+        |e| {
+            Failure::input(miette::Report::new(e).wrap_err(
+                "the package lock does not cover this plan; run `azb lock update` and commit builders.lock",
+            ))
+        },
+    )?;
+    Ok((environments, plan))
 }
 
-/// Each platform's host toolchain and its identity.
-fn toolchains(project: &Project, platforms: &[Platform]) -> Result<Toolchains, Failure> {
+/// The project's package lock, which builder containers need.
+pub fn lock(project: &Project) -> Result<&Lock, Failure> {
+    project.lock.as_ref().ok_or_else(|| {
+        Failure::input(miette::miette!(
+            help = "run `azb lock update` to resolve the builders' Debian packages, and commit the file",
+            "no {} in {}: builder containers are pinned by it",
+            crate::recipe::LOCK_FILE,
+            project.root.display()
+        ))
+    })
+}
+
+/// Each platform's build environment; a host toolchain's identity is computed here.
+fn environments(project: &Project, platforms: &[Platform]) -> Result<Environments, Failure> {
     let mut out = BTreeMap::new();
     for &platform in platforms {
         let def = &project.image.platforms[&platform];
-        let toolchain = HostToolchain::from_def(platform, &def.toolchain, &project.root);
-        let identity = toolchain.identity().map_err(Failure::environment)?;
-        out.insert(platform, (toolchain, identity));
+        let environment = match HostToolchain::from_def(platform, &def.toolchain, &project.root) {
+            Some(toolchain) => {
+                let identity = toolchain.identity().map_err(Failure::environment)?;
+                Environment::Host(toolchain, identity)
+            }
+            None => Environment::Docker {
+                prefix: project.path(&def.toolchain.prefix(project.image.pg_major, platform)),
+            },
+        };
+        out.insert(platform, environment);
     }
     Ok(out)
 }

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
-use crate::recipe::{Build, CommitSha, ImageDef, LoadedRecipe, Platform, RecipeName};
+use crate::recipe::{
+    Build, CommitSha, ImageDef, LoadedRecipe, Lock, LockProblem, Platform, RecipeName,
+};
 
 pub use encode::PROTOCOL;
 
@@ -82,6 +84,40 @@ impl Derivation {
     }
 }
 
+/// Where a platform's builder identities come from.
+#[derive(Debug, Clone)]
+pub enum Builders<'l> {
+    /// One identity for every recipe (the host executor's toolchain).
+    Host(String),
+    /// One builder per `build_packages` set, pinned by the package lock.
+    Locked(&'l Lock),
+}
+
+impl Builders<'_> {
+    /// The identity of the builder of a recipe with `build_packages` on `platform`.
+    pub fn identity(
+        &self,
+        platform: Platform,
+        build_packages: &[String],
+    ) -> Result<String, LockProblem> {
+        match self {
+            Builders::Host(identity) => Ok(identity.clone()),
+            Builders::Locked(lock) => lock.builder_identity(platform, build_packages),
+        }
+    }
+}
+
+/// A recipe whose builder the lock does not know.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("no builder for `{name}`")]
+pub struct NoBuilder {
+    /// The recipe.
+    pub name: RecipeName,
+    /// What the lock lacks.
+    #[source]
+    pub problem: LockProblem,
+}
+
 /// One derivation of the plan with the recipe it comes from.
 #[derive(Debug, Clone)]
 pub struct Planned<'a> {
@@ -101,16 +137,17 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// Computes the derivations of `graph` for `platforms`, given each platform's builder
-    /// identity and, for Rust extensions (`CargoPgrx`), the Rust compiler's identity,
-    /// which joins theirs as `<builder>+<rust>`. Pure: nothing is read or run.
+    /// Computes the derivations of `graph` for `platforms`, given where each platform's
+    /// builder identities come from and, for Rust extensions (`CargoPgrx`), the Rust
+    /// compiler's identity, which joins theirs as `<builder>+<rust>`. Pure: nothing is
+    /// read or run.
     pub fn new(
         graph: &Graph<'a>,
         image: &ImageDef,
         platforms: &[Platform],
-        builders: &BTreeMap<Platform, String>,
+        builders: &BTreeMap<Platform, Builders<'_>>,
         rust: Option<&str>,
-    ) -> Self {
+    ) -> Result<Self, NoBuilder> {
         let mut items = Vec::new();
         for &platform in platforms {
             let mut hashes: BTreeMap<&RecipeName, DrvHash> = BTreeMap::new();
@@ -131,9 +168,17 @@ impl<'a> Plan<'a> {
                     subdir: r.subdir.clone(),
                     build_kind: r.build.kind_name().to_owned(),
                     build_flags: r.build.hash_inputs(),
-                    build_packages,
+                    build_packages: build_packages.clone(),
                     builder: {
-                        let base = builders.get(&platform).cloned().unwrap_or_default();
+                        let base = match builders.get(&platform) {
+                            Some(builders) => builders
+                                .identity(platform, &build_packages)
+                                .map_err(|problem| NoBuilder {
+                                    name: r.name.clone(),
+                                    problem,
+                                })?,
+                            None => String::new(),
+                        };
                         match (&r.build, rust) {
                             (Build::CargoPgrx { .. }, Some(rust)) => format!("{base}+{rust}"),
                             _ => base,
@@ -150,7 +195,7 @@ impl<'a> Plan<'a> {
                 items.push(Planned { recipe, drv, hash });
             }
         }
-        Self { items }
+        Ok(Self { items })
     }
 
     /// The derivations for one platform.
@@ -193,9 +238,10 @@ mod tests {
             r#"(name: "i", flavor: "t", pg_major: 18, pg_version: "18.6", platforms: {})"#,
         )
         .unwrap();
-        let builders = [(Platform::Amd64, "host:abc".to_owned())].into();
+        let builders = [(Platform::Amd64, Builders::Host("host:abc".to_owned()))].into();
         let plan = |rust| {
             Plan::new(&graph, &image, &[Platform::Amd64], &builders, rust)
+                .unwrap()
                 .items
                 .iter()
                 .map(|p| (p.drv.name.to_string(), (p.drv.builder.clone(), p.hash)))

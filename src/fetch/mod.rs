@@ -5,12 +5,14 @@
 //!
 //! Owns git access. Never builds; knows nothing of recipes beyond a URL and a commit.
 
+mod debian;
 mod mirrors;
 
 use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, Oid, Repository};
 
+pub use debian::DebianIndex;
 pub use mirrors::{BadMirror, SourceMirrors};
 
 use crate::fs::{FsError, LockFile, err};
@@ -50,6 +52,36 @@ pub enum Error {
         fetched_from: String,
         /// What was asked for.
         rev: String,
+    },
+    /// No apt sources file to resolve Debian packages against.
+    #[error(
+        "no apt sources: set AZB_APT_SOURCES to a .sources or .list file naming the Debian archive"
+    )]
+    NoAptSources,
+    /// `dpkg --print-architecture` did not answer.
+    #[error("cannot tell this machine's Debian architecture (`dpkg --print-architecture` failed)")]
+    NoDpkg,
+    /// apt-get could not be run or said something azb does not understand.
+    #[error("apt: cannot {action}: {detail}")]
+    Apt {
+        /// What was being done.
+        action: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// apt cannot install the wanted packages from the index.
+    #[error("apt cannot resolve [{wanted}] from the Debian index:\n{detail}")]
+    Resolve {
+        /// What was asked for.
+        wanted: String,
+        /// apt's own words.
+        detail: String,
+    },
+    /// A locked package is no longer in the index at its version.
+    #[error("a package of builders.lock is no longer served by the Debian index:\n{detail}")]
+    NotServed {
+        /// apt's own words, or which package differs.
+        detail: String,
     },
     /// After fetching every ref, the pinned commit is still not there.
     #[error("commit {commit} is not in `{url}` (fetched all refs from `{fetched_from}`)")]

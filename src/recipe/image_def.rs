@@ -45,7 +45,8 @@ pub enum RecipeSelection {
 pub struct PlatformDef {
     /// The image the extension layers go on.
     pub base: BaseImage,
-    /// What builds the extensions.
+    /// What builds the extensions (builder containers when left out).
+    #[serde(default)]
     pub toolchain: Toolchain,
 }
 
@@ -63,10 +64,20 @@ pub enum BaseImage {
     },
 }
 
-/// A build environment for one platform.
+/// A build environment for one platform: which executor builds, with what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Toolchain {
+    /// The default: builder containers that azb makes from the Debian packages of
+    /// `builders.lock` plus this PostgreSQL toolchain, run in the Docker engine with no
+    /// network as an unprivileged user. arm64 is cross-compiled in an amd64 builder.
+    Docker {
+        /// The PostgreSQL install tree of the platform (pg_config, server headers, PGXS)
+        /// the builder carries (relative paths are from the project root; by default
+        /// `cache/toolchains/pg<major>-<arch>`, where scripts/fetch-toolchain.sh puts it).
+        #[serde(default)]
+        prefix: Option<String>,
+    },
     /// This machine's compiler and a PostgreSQL install tree (pg_config, headers, PGXS).
     Host {
         /// The PostgreSQL install prefix (relative paths are from the project root).
@@ -76,4 +87,25 @@ pub enum Toolchain {
         /// The strip program for this platform.
         strip: String,
     },
+}
+
+impl Default for Toolchain {
+    fn default() -> Self {
+        Toolchain::Docker { prefix: None }
+    }
+}
+
+impl Toolchain {
+    /// The PostgreSQL install tree for `platform`, relative to the project root.
+    pub fn prefix(&self, pg_major: u32, platform: super::Platform) -> String {
+        match self {
+            Toolchain::Host { prefix, .. }
+            | Toolchain::Docker {
+                prefix: Some(prefix),
+            } => prefix.clone(),
+            Toolchain::Docker { prefix: None } => {
+                format!("cache/toolchains/pg{pg_major}-{}", platform.oci_arch())
+            }
+        }
+    }
 }

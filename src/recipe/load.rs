@@ -44,6 +44,8 @@ pub struct Project {
     pub image_file: SourceFile,
     /// The recipes.
     pub recipes: RecipeSet,
+    /// The package lock (`builders.lock`), when the project has one.
+    pub lock: Option<super::Lock>,
 }
 
 impl Project {
@@ -91,6 +93,15 @@ impl Project {
                 ),
             ));
         }
+        let lock_path = root.join(super::LOCK_FILE);
+        let mut lock = None;
+        if lock_path.is_file() {
+            let file = read_source(&lock_path, Path::new(super::LOCK_FILE))?;
+            match parse::<super::Lock>(&file, "lock fields") {
+                Ok(parsed) => lock = Some(parsed),
+                Err(diagnostic) => problems.push(*diagnostic),
+            }
+        }
         if !problems.is_empty() {
             return Err(problems.into());
         }
@@ -99,6 +110,7 @@ impl Project {
             image,
             image_file,
             recipes,
+            lock,
         })
     }
 
@@ -244,6 +256,19 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
                 Some("write SPDX ids joined by AND / OR, e.g. \"PostgreSQL\" or \"MIT OR Apache-2.0\"".into()),
             ));
         }
+        if let Some(subdir) = &recipe.subdir
+            && !is_relative_subdir(subdir)
+        {
+            problems.push(file.diagnostic(
+                file.field_span("subdir"),
+                format!(
+                    "`{}` builds in `{subdir}`, which is not a directory inside its source",
+                    recipe.name
+                ),
+                "subdir",
+                Some("write a relative path without `..`, e.g. Some(\"contrib/ext\")".into()),
+            ));
+        }
         if recipe.kind != RecipeKind::Builtin && (builtin_source || builds_nothing) {
             problems.push(file.diagnostic(
                 file.field_span("kind"),
@@ -277,6 +302,18 @@ fn check_runtime(loaded: &LoadedRecipe) -> Option<RecipeDiagnostic> {
     })
 }
 
+/// A `subdir` stays inside the source tree: relative, not empty, no `..` or `.` parts, no
+/// empty parts, and no backslash or NUL (which other tools read differently).
+pub fn is_relative_subdir(subdir: &str) -> bool {
+    !subdir.is_empty()
+        && !subdir.starts_with('/')
+        && !subdir.contains(['\\', '\0'])
+        && subdir
+            .trim_end_matches('/')
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
 /// A release version as crates.io spells it: `MAJOR.MINOR.PATCH`, optionally with a
 /// `-pre` or `+build` suffix of letters, digits, `.` and `-`.
 pub fn is_version(text: &str) -> bool {
@@ -297,7 +334,19 @@ pub fn is_version(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_version;
+    use super::{is_relative_subdir, is_version};
+
+    #[test]
+    fn a_subdir_stays_inside_the_source() {
+        for good in ["ext", "contrib/ext", "a/b/", "my.ext", "..x"] {
+            assert!(is_relative_subdir(good), "{good}");
+        }
+        for bad in [
+            "", "/etc", "../../..", "a/../b", "a//b", "./a", "a/.", "..", "a\\b",
+        ] {
+            assert!(!is_relative_subdir(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn tool_versions_are_plain_semver() {

@@ -10,6 +10,7 @@ mod error;
 mod image_def;
 mod license;
 mod load;
+mod lock;
 mod model;
 mod overlay;
 mod platform;
@@ -24,7 +25,8 @@ pub use license::{
     is_license_expression, is_license_file, is_recognised_id, license_of_text, license_of_texts,
     license_of_tree,
 };
-pub use load::{LoadedRecipe, Project, RecipeSet, is_version, load_recipes};
+pub use load::{LoadedRecipe, Project, RecipeSet, is_relative_subdir, is_version, load_recipes};
+pub use lock::{LOCK_FILE, LOCK_VERSION, Lock, LockProblem, LockedPackage, PlatformLock, set_key};
 pub use model::{
     BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source,
 };

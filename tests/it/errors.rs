@@ -184,6 +184,30 @@ fn one_recipe_fails(name: &str, body: &str) -> String {
     plan_fails(&ctx, 2)
 }
 
+/// Issue 8: `subdir: Some("/etc")` ran `make` in the host's /etc, and `../../..` escaped the
+/// source; both are recipe errors now, for every executor.
+#[test]
+fn a_subdir_outside_the_source_is_refused() {
+    for (subdir, column, snapshot) in [
+        ("/etc", 13, "subdir_absolute"),
+        ("../../..", 13, "subdir_parent"),
+    ] {
+        let err = one_recipe_fails(
+            "x",
+            &format!(
+                "    kind: Extension,\n    source: Git(url: \"u\", commit: \"{COMMIT}\"),\n    subdir: Some(\"{subdir}\"),\n    build: Pgxs(),\n"
+            ),
+        );
+        assert!(
+            err.contains(&format!(
+                "recipes/x.ron:5:{column}: `x` builds in `{subdir}`, which is not a directory inside its source"
+            )),
+            "{err}"
+        );
+        insta::assert_snapshot!(snapshot, err);
+    }
+}
+
 #[test]
 fn a_recipe_that_depends_on_itself_is_an_error() {
     let ctx = TestContext::new();

@@ -1,0 +1,445 @@
+//! Builder images: what azb's builder containers are made of and how they are made. The
+//! packages come from the package lock (`builders.lock`): a base every recipe shares
+//! (compilers, build tools; for arm64 the aarch64 cross compiler and the arm64 C library
+//! through Debian multiarch) plus, per distinct `build_packages` set, what that set adds
+//! (for arm64 the `:arm64` variants of its libraries, so no amd64 header reaches an arm64
+//! build). An image is made with mmdebstrap from exactly the locked versions plus the
+//! platform's PostgreSQL toolchain, imported into the Docker engine (never pulled) under a
+//! tag named by its builder identity, checked against the lock, and made only when a
+//! derivation that needs it must be built; the next run finds the tag and costs nothing.
+//!
+//! Owns the builders' package policy, lock resolution and image making. Never runs a build
+//! step (docker.rs does) and never decides a derivation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::Error;
+use crate::fetch::DebianIndex;
+use crate::fs::{FsError, LockFile, err};
+use crate::recipe::{LOCK_VERSION, Lock, LockedPackage, Platform, PlatformLock, set_key};
+use crate::store::Store;
+
+/// The Debian release builders are made from.
+pub const DISTRIBUTION: &str = "bookworm";
+
+/// Where the toolchain lives in a builder (Debian's place for PostgreSQL 18).
+pub fn guest_prefix(pg_major: u32) -> String {
+    format!("/usr/lib/postgresql/{pg_major}")
+}
+
+/// The unprivileged user builds run as.
+pub const BUILD_UID: u32 = 1000;
+
+/// Tools every builder has (the host architecture's): compilers and the build systems of
+/// the kinds azb knows.
+const BASE_TOOLS: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "cmake",
+    "meson",
+    "ninja-build",
+    "autoconf",
+    "automake",
+    "libtool",
+    "flex",
+    "bison",
+    "perl",
+    "python3",
+    "file",
+    "mawk",
+    "usr-is-merged",
+];
+
+/// What the arm64 cross builder adds to the tools: the aarch64 compilers and the arm64 C
+/// library (multiarch), whose headers are the only ones the cross compiler sees.
+const ARM64_CROSS: &[&str] = &[
+    "gcc-aarch64-linux-gnu",
+    "g++-aarch64-linux-gnu",
+    "binutils-aarch64-linux-gnu",
+    "libc6-dev:arm64",
+];
+
+/// What apt is asked for to make the base builder of `platform`: the essential set and
+/// the tools (and, for arm64, the cross compilers).
+pub fn base_wanted(native: &str, platform: Platform) -> Vec<String> {
+    let mut wanted = vec![format!("?and(?essential,?architecture({native}))")];
+    wanted.extend(BASE_TOOLS.iter().map(|s| (*s).to_owned()));
+    if platform != native_platform(native) {
+        wanted.extend(ARM64_CROSS.iter().map(|s| (*s).to_owned()));
+    }
+    wanted
+}
+
+/// The packages apt is asked for on top of the base for a `build_packages` set: for a
+/// cross builder, development libraries (`lib*-dev`) are the target's (`name:arm64`);
+/// tools, and what they run (perl modules), stay the builder's own.
+pub fn set_wanted(native: &str, platform: Platform, set: &[String]) -> Vec<String> {
+    let cross = platform != native_platform(native);
+    set.iter()
+        .map(|name| {
+            if cross && name.starts_with("lib") && name.ends_with("-dev") && !name.contains(':') {
+                format!("{name}:{}", platform.oci_arch())
+            } else {
+                name.clone()
+            }
+        })
+        .collect()
+}
+
+fn native_platform(native: &str) -> Platform {
+    native.parse().unwrap_or(Platform::Amd64)
+}
+
+/// The identity of a PostgreSQL toolchain: blake3 of its pg_config.h and Makefile.global
+/// (which carry PostgreSQL's version and build flags), as the lock records it.
+pub fn toolchain_hash(prefix: &Path) -> Result<String, FsError> {
+    let mut hasher = blake3::Hasher::new();
+    for relative in ["include/server/pg_config.h", "lib/pgxs/src/Makefile.global"] {
+        let path = prefix.join(relative);
+        let bytes = err::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+        hasher.update(relative.as_bytes());
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Resolves the lock for `platforms`: each platform's base, and what each of its
+/// `build_packages` sets adds, against the Debian index. `toolchains` names each
+/// platform's PostgreSQL toolchain.
+pub fn resolve_lock(
+    index: &DebianIndex,
+    sets: &BTreeSet<Vec<String>>,
+    toolchains: &BTreeMap<Platform, PathBuf>,
+) -> Result<Lock, Error> {
+    let mut lock = Lock {
+        version: LOCK_VERSION,
+        distribution: DISTRIBUTION.to_owned(),
+        platforms: BTreeMap::new(),
+    };
+    for (&platform, prefix) in toolchains {
+        let resolve = |wanted: &[String]| {
+            index
+                .resolve(wanted)
+                .map_err(|source| Error::Lock { platform, source })
+        };
+        let base_wanted = base_wanted(&index.native, platform);
+        let base = resolve(&base_wanted)?;
+        let mut locked = PlatformLock {
+            toolchain: toolchain_hash(prefix).map_err(|e| Error::Toolchain {
+                platform,
+                prefix: prefix.clone(),
+                problem: format!("{e} (run scripts/fetch-toolchain.sh)"),
+            })?,
+            base,
+            sets: BTreeMap::new(),
+        };
+        for set in sets.iter().filter(|s| !s.is_empty()) {
+            let mut wanted = base_wanted.clone();
+            wanted.extend(set_wanted(&index.native, platform, set));
+            let all = resolve(&wanted)?;
+            let extra: Vec<LockedPackage> = all
+                .into_iter()
+                .filter(|p| !locked.base.contains(p))
+                .collect();
+            locked.sets.insert(set_key(set), extra);
+        }
+        lock.platforms.insert(platform, locked);
+    }
+    Ok(lock)
+}
+
+/// The Docker engine, through its command-line client (`DOCKER_HOST` and the client's
+/// configuration choose the engine, local or remote).
+#[derive(Debug, Clone)]
+pub struct Docker {
+    /// The client program.
+    pub program: String,
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Self {
+            program: "docker".to_owned(),
+        }
+    }
+}
+
+impl Docker {
+    /// A `docker` command with `args`.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(&self.program);
+        command.args(args);
+        command
+    }
+
+    /// Runs `docker args`, returning stdout; a failure names the command and its stderr.
+    pub fn output(&self, args: &[&str]) -> Result<String, Error> {
+        let output = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::DockerMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(Error::Docker {
+                command: args.join(" "),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Whether the engine has an image with this tag.
+    pub fn has_image(&self, tag: &str) -> Result<bool, Error> {
+        let status = self
+            .command(["image", "inspect", "--format", "{{.Id}}", tag])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|source| Error::DockerMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        Ok(status.success())
+    }
+}
+
+/// The tag of the builder image with `identity` (`docker:<hex>`).
+pub fn image_tag(identity: &str) -> String {
+    let hex = identity.strip_prefix("docker:").unwrap_or(identity);
+    format!("azb-builder:{}", &hex[..hex.len().min(32)])
+}
+
+/// Makes (once) the builder image for one platform and `build_packages` set.
+pub struct ImageMaker<'a> {
+    /// The engine.
+    pub docker: &'a Docker,
+    /// The store (locks, tmp/, logs).
+    pub store: &'a Store,
+    /// The lock.
+    pub lock: &'a Lock,
+    /// The platform's PostgreSQL toolchain.
+    pub toolchain: &'a Path,
+    /// PostgreSQL major version (where the toolchain goes).
+    pub pg_major: u32,
+}
+
+impl ImageMaker<'_> {
+    /// The tag of the builder for `build_packages` on `platform`, made first if the engine
+    /// lacks it. Concurrent callers (threads or processes) make it once.
+    pub fn ensure(&self, platform: Platform, build_packages: &[String]) -> Result<String, Error> {
+        let identity = self
+            .lock
+            .builder_identity(platform, build_packages)
+            .map_err(|problem| Error::LockMissing { problem })?;
+        let tag = image_tag(&identity);
+        if self.docker.has_image(&tag)? {
+            return Ok(tag);
+        }
+        let path = self.store.layout().lock(&tag.replace(':', "-"));
+        let _lock = LockFile::acquire(&path)?;
+        if self.docker.has_image(&tag)? {
+            return Ok(tag);
+        }
+        self.make(platform, build_packages, &tag)?;
+        Ok(tag)
+    }
+
+    fn make(&self, platform: Platform, build_packages: &[String], tag: &str) -> Result<(), Error> {
+        let locked = &self.lock.platforms[&platform];
+        let found = toolchain_hash(self.toolchain).map_err(|e| Error::Toolchain {
+            platform,
+            prefix: self.toolchain.to_owned(),
+            problem: format!("{e} (run scripts/fetch-toolchain.sh)"),
+        })?;
+        if found != locked.toolchain {
+            return Err(Error::Toolchain {
+                platform,
+                prefix: self.toolchain.to_owned(),
+                problem: "it is not the toolchain builders.lock pins; fetch that one, or run `azb lock update` to pin this one".into(),
+            });
+        }
+        let packages = self
+            .lock
+            .packages(platform, build_packages)
+            .map_err(|problem| Error::LockMissing { problem })?;
+        let index = DebianIndex::from_env().map_err(|source| Error::Lock { platform, source })?;
+        index
+            .check_served(&packages)
+            .map_err(|source| Error::Lock { platform, source })?;
+        let tmp = self.store.layout().tmp();
+        let work = tempfile::Builder::new()
+            .prefix("builder-")
+            .tempdir_in(&tmp)
+            .map_err(|e| FsError::new("create a directory in", &tmp, e))?;
+        let hook = work.path().join("customize.sh");
+        write_customize_hook(&hook, self.toolchain, &guest_prefix(self.pg_major))?;
+        let log = work.path().join("mmdebstrap.log");
+        let log_file = err::File::create(&log).map_err(|e| FsError::new("create", &log, e))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| FsError::new("open", &log, e))?;
+        let includes: Vec<String> = packages.iter().map(|p| p.apt_spec()).collect();
+        let mut architectures = vec![index.native.clone()];
+        if platform.oci_arch() != index.native {
+            architectures.push(platform.oci_arch().to_owned());
+        }
+        tracing::info!(%platform, tag, packages = includes.len(), "making a builder image");
+        let sources =
+            err::File::open(&index.sources).map_err(|e| FsError::new("open", &index.sources, e))?;
+        let mut mmdebstrap = Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=custom",
+                &format!("--architectures={}", architectures.join(",")),
+                "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-exclude=/usr/share/info/*",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                &format!("--include={}", includes.join(",")),
+                &format!("--customize-hook={}", hook.display()),
+                DISTRIBUTION,
+                "-",
+                "-",
+            ])
+            .env("SOURCE_DATE_EPOCH", "0")
+            .stdin(sources.into_parts().0)
+            .stdout(Stdio::piped())
+            .stderr(log_file.into_parts().0)
+            .spawn()
+            .map_err(|source| Error::Tool {
+                program: "mmdebstrap",
+                source,
+            })?;
+        let rootfs = mmdebstrap.stdout.take().expect("stdout is piped");
+        let import = self
+            .docker
+            .command([
+                "import",
+                "--change",
+                &format!("USER {BUILD_UID}:{BUILD_UID}"),
+                "--change",
+                "WORKDIR /build",
+                "--change",
+                "ENV PATH=/build/bin:/usr/local/bin:/usr/bin:/bin",
+                "-",
+                tag,
+            ])
+            .stdin(rootfs)
+            .stdout(Stdio::null())
+            .stderr(log_err.into_parts().0)
+            .status()
+            .map_err(|source| Error::DockerMissing {
+                program: self.docker.program.clone(),
+                source,
+            })?;
+        let made = mmdebstrap.wait().map_err(|source| Error::Tool {
+            program: "mmdebstrap",
+            source,
+        })?;
+        if !made.success() || !import.success() {
+            let _ = self.docker.output(&["image", "rm", "--force", tag]);
+            return Err(Error::BuilderImage {
+                tag: tag.to_owned(),
+                detail: super::log_tail(&log, 20),
+            });
+        }
+        self.check(tag, &packages)
+    }
+
+    /// Fails (and removes the image) unless the image holds exactly the locked versions.
+    fn check(&self, tag: &str, packages: &[&LockedPackage]) -> Result<(), Error> {
+        let listed = self.docker.output(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            tag,
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${Package}:${Architecture}=${Version}\\n",
+        ])?;
+        let installed: BTreeSet<&str> = listed.lines().collect();
+        let missing: Vec<String> = packages
+            .iter()
+            .map(|p| format!("{}:{}={}", p.name, p.arch, p.version))
+            .filter(|spec| !installed.contains(spec.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let _ = self.docker.output(&["image", "rm", "--force", tag]);
+        Err(Error::BuilderImage {
+            tag: tag.to_owned(),
+            detail: format!(
+                "it does not hold these locked packages: {}",
+                missing.join(", ")
+            ),
+        })
+    }
+}
+
+/// The mmdebstrap customize hook: the toolchain at the guest prefix (root's, read-only to
+/// builds), the build user, and /build writable by it alone.
+fn write_customize_hook(path: &Path, toolchain: &Path, prefix: &str) -> Result<(), FsError> {
+    let mut file = err::File::create(path).map_err(|e| FsError::new("create", path, e))?;
+    let script = format!(
+        "#!/bin/sh\nset -eu\nroot=$1\n\
+         mkdir -p \"$root{prefix}\"\n\
+         cp -R --preserve=mode,links '{toolchain}/.' \"$root{prefix}/\"\n\
+         chown -R 0:0 \"$root{prefix}\"\n\
+         chmod -R go-w \"$root{prefix}\"\n\
+         echo 'builder:x:{BUILD_UID}:{BUILD_UID}:azb builds:/build/home:/bin/sh' >>\"$root/etc/passwd\"\n\
+         echo 'builder:x:{BUILD_UID}:' >>\"$root/etc/group\"\n\
+         mkdir -p \"$root/build/home\" \"$root/build/tmp\" \"$root/build/out\" \"$root/build/bin\"\n\
+         chown -R {BUILD_UID}:{BUILD_UID} \"$root/build\"\n\
+         rm -rf \"$root\"/var/lib/apt/lists/* \"$root\"/var/cache/apt/* \"$root\"/var/log/*\n",
+        toolchain = toolchain.display().to_string().replace('\'', "'\\''"),
+    );
+    file.write_all(script.as_bytes())
+        .map_err(|e| FsError::new("write", path, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| FsError::new("chmod", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cross_builder_takes_the_targets_libraries_and_its_own_tools() {
+        let set = vec![
+            "libsodium-dev".to_owned(),
+            "cmake".to_owned(),
+            "libjson-xs-perl".to_owned(),
+        ];
+        assert_eq!(
+            set_wanted("amd64", Platform::Arm64, &set),
+            ["libsodium-dev:arm64", "cmake", "libjson-xs-perl"]
+        );
+        assert_eq!(set_wanted("amd64", Platform::Amd64, &set), set);
+        assert!(base_wanted("amd64", Platform::Arm64).contains(&"libc6-dev:arm64".to_owned()));
+        assert!(!base_wanted("amd64", Platform::Amd64).contains(&"libc6-dev:arm64".to_owned()));
+    }
+
+    #[test]
+    fn image_tags_are_named_by_the_builder_identity() {
+        let id = format!("docker:{}", "ab".repeat(32));
+        assert_eq!(image_tag(&id), format!("azb-builder:{}", "ab".repeat(16)));
+    }
+}
