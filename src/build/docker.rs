@@ -58,6 +58,9 @@ pub struct DockerExecutor {
     pub store: Store,
     /// Container limits.
     pub limits: Limits,
+    /// Whether builds may reach the network (the engine's default network instead of
+    /// none; `AZB_BUILD_NETWORK`).
+    pub network: bool,
 }
 
 /// One build container.
@@ -69,6 +72,8 @@ struct DockerSandbox {
     env: BTreeMap<String, String>,
     log: PathBuf,
     strip: String,
+    /// Whether the build's own copy of the source is made.
+    copied: bool,
 }
 
 /// Fixed guest paths.
@@ -125,7 +130,7 @@ impl Executor for DockerExecutor {
             "--name",
             &container,
             "--network",
-            "none",
+            if self.network { "bridge" } else { "none" },
             "--user",
             &user,
             "--cap-drop",
@@ -168,6 +173,7 @@ impl Executor for DockerExecutor {
             env,
             log: spec.log.to_owned(),
             strip: strip.to_owned(),
+            copied: false,
         };
         // From here on the container is removed when the sandbox is dropped.
         let input = spec.work.join("input.tar");
@@ -268,11 +274,11 @@ impl Sandbox for DockerSandbox {
     }
 
     fn run(&mut self, step: &Step) -> Result<(), Error> {
-        // The first step makes the build's own writable copy of the source.
-        if !self.paths.dir.starts_with(Path::new(WORK).join("src")) {
+        // Before the first step: the build's own writable copy of the source.
+        if !self.copied {
             let work_tree = Path::new(WORK).join(self.drv.name.as_str());
             let prepare = format!(
-                "[ -d '{0}' ] || {{ cp -R /build/src '{0}' && chmod -R u+w '{0}'; }}",
+                "cp -R /build/src '{0}' && chmod -R u+w '{0}'",
                 work_tree.display()
             );
             let argv = vec!["sh".to_owned(), "-c".to_owned(), prepare];

@@ -111,6 +111,7 @@ fn executors(
                 pg_major: project.image.pg_major,
                 store: store.clone(),
                 limits: Limits::default(),
+                network: crate::env::flag(crate::env::BUILD_NETWORK),
             }),
         };
         out.insert(platform, executor);

@@ -18,6 +18,8 @@ struct Row {
     hash: String,
     /// `cached` or `build`.
     status: &'static str,
+    /// The builder identity (`docker:…` for builder containers, `host:…` for the host).
+    builder: String,
     /// The derivation of the last build of this recipe on this platform, if any.
     previous: Option<String>,
     /// Inputs that differ from the previous derivation (`new` when there was none).
@@ -75,6 +77,7 @@ fn row(store: &Store, planned: &Planned<'_>, previous: Option<DrvHash>) -> Resul
         platform: planned.drv.platform.to_string(),
         hash: planned.hash.to_string(),
         status: if cached { "cached" } else { "build" },
+        builder: planned.drv.builder.clone(),
         previous: previous.map(|h| h.to_string()),
         changed,
     })

@@ -38,6 +38,30 @@ pub fn shared() -> &'static Shared {
     })
 }
 
+/// A builders.lock for test projects that build in builder containers, resolved once per
+/// test process (`azb lock update` on a project whose recipes ask for no package and for
+/// libsodium-dev), so every such test shares its builder images.
+pub fn shared_lock() -> &'static str {
+    static LOCK: OnceLock<String> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        shared();
+        let ctx = TestContext::new();
+        ctx.use_builders_without_lock(&["linux/amd64", "linux/arm64"]);
+        for (name, packages) in [("plain", ""), ("sodium", "\"libsodium-dev\"")] {
+            fs_err::write(
+                ctx.recipe_path(name),
+                format!(
+                    "Recipe(name: \"{name}\", kind: Extension, source: Git(url: \"u\", commit: \"{}\"), build: Pgxs(), build_packages: [{packages}])",
+                    "0".repeat(40)
+                ),
+            )
+            .unwrap();
+        }
+        ctx.ok(&["lock", "update"]);
+        fs_err::read_to_string(ctx.root().join("builders.lock")).unwrap()
+    })
+}
+
 /// The URL prefix fixture recipes use; AZB_SOURCE_MIRRORS maps it to local repositories.
 pub const UPSTREAM: &str = "https://fixtures.invalid/";
 
@@ -112,6 +136,34 @@ impl TestContext {
                 shared_path("AZB_BASE_IMAGES_DIR", "cache/base").join(format!("pg18-{arch}"));
             entries.push_str(&format!(
                 "        \"{platform}\": (\n            base: OciLayout(path: \"{}\", reference: Some(\"pg18\")),\n            toolchain: Host(prefix: \"{}\", cc: \"{cc}\", strip: \"{strip}\"),\n        ),\n",
+                base.display(),
+                toolchain.display()
+            ));
+        }
+        let text = format!(
+            "Image(\n    name: \"azb/test\",\n    flavor: \"test\",\n    pg_major: 18,\n    pg_version: \"18.6\",\n    platforms: {{\n{entries}    }},\n)\n"
+        );
+        fs_err::write(self.root().join("stacks/image.ron"), text).unwrap();
+    }
+
+    /// Builds `platforms` in builder containers (the Docker executor) with the shared
+    /// builders.lock.
+    pub fn use_builders(&self, platforms: &[&str]) {
+        let lock = shared_lock();
+        self.use_builders_without_lock(platforms);
+        fs_err::write(self.root().join("builders.lock"), lock).unwrap();
+    }
+
+    fn use_builders_without_lock(&self, platforms: &[&str]) {
+        let mut entries = String::new();
+        for platform in platforms {
+            let arch = platform.trim_start_matches("linux/");
+            let toolchain =
+                shared_path("AZB_TOOLCHAINS_DIR", "cache/toolchains").join(format!("pg18-{arch}"));
+            let base =
+                shared_path("AZB_BASE_IMAGES_DIR", "cache/base").join(format!("pg18-{arch}"));
+            entries.push_str(&format!(
+                "        \"{platform}\": (\n            base: OciLayout(path: \"{}\", reference: Some(\"pg18\")),\n            toolchain: Docker(prefix: Some(\"{}\")),\n        ),\n",
                 base.display(),
                 toolchain.display()
             ));
@@ -232,11 +284,16 @@ Recipe(
 
     /// `azb` with this project, its store and the fixture mirrors.
     pub fn azb(&self) -> Command {
+        self.azb_with_store(&self.store())
+    }
+
+    /// `azb` with this project and the fixture mirrors, and the store at `store`.
+    pub fn azb_with_store(&self, store: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_azb"));
         cmd.arg("--project")
             .arg(self.root())
             .arg("--cache-dir")
-            .arg(self.store())
+            .arg(store)
             .env(
                 "AZB_SOURCE_MIRRORS",
                 format!("{UPSTREAM}={}/", self.upstreams().display()),

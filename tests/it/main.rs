@@ -2,10 +2,12 @@
 //! PostgreSQL 18 servers, OCI tools and the Docker engine.
 
 mod autoconfig;
+mod builders;
 mod catalog;
 mod context;
 mod demo;
 mod errors;
+mod firstboot;
 mod image;
 mod initdb;
 mod kinds;

@@ -8,7 +8,10 @@ use crate::context::{RecipeSpec, TestContext, shared, stderr};
 use crate::postgres::{PgServer, check_fixtures};
 
 /// name -> (status, changed) from `azb plan --json`.
-fn plan_rows(ctx: &TestContext, platform: &str) -> BTreeMap<String, (String, Vec<String>, String)> {
+pub fn plan_rows(
+    ctx: &TestContext,
+    platform: &str,
+) -> BTreeMap<String, (String, Vec<String>, String)> {
     let plan = ctx.plan(platform);
     plan["derivations"]
         .as_array()
@@ -34,7 +37,7 @@ fn plan_rows(ctx: &TestContext, platform: &str) -> BTreeMap<String, (String, Vec
 }
 
 /// The artifact tars of the plan's derivations, read (and verified) through the store.
-fn artifacts(ctx: &TestContext, platform: &str) -> Vec<Vec<u8>> {
+pub fn artifacts(ctx: &TestContext, platform: &str) -> Vec<Vec<u8>> {
     let store = Store::open(&ctx.store()).unwrap();
     plan_rows(ctx, platform)
         .values()
@@ -47,7 +50,7 @@ fn artifacts(ctx: &TestContext, platform: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn built_count(stderr: &str) -> usize {
+pub fn built_count(stderr: &str) -> usize {
     let line = stderr
         .lines()
         .find(|l| l.starts_with("azb: ") && l.contains(" built, "))

@@ -1,0 +1,227 @@
+//! Builder containers (issue 8): builds in builder images that azb makes from
+//! builders.lock, for amd64 and (cross-compiled) arm64, loaded into real PostgreSQL 18
+//! servers; builder identities that follow the lock and nothing of the machine; a sandbox
+//! that keeps builds off the network and off the host.
+
+use std::io::Read;
+
+use crate::context::{RecipeSpec, TestContext, UPSTREAM, shared, stderr};
+use crate::pipeline::{artifacts, built_count, plan_rows};
+use crate::postgres::{PgServer, check_fixtures};
+
+/// The ELF machine of every shared object in `tars`.
+fn machines(tars: &[Vec<u8>]) -> Vec<(String, Option<u16>)> {
+    let mut out = Vec::new();
+    for tar in tars {
+        for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            if path.ends_with(".so") {
+                let mut header = [0u8; 20];
+                entry.read_exact(&mut header).unwrap();
+                out.push((path, azb::build::elf_machine(&header)));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn builder_containers_build_both_platforms_and_the_artifacts_load_into_postgres() {
+    let shared = shared();
+    let ctx = TestContext::new().with_fixtures();
+    ctx.use_builders(&["linux/amd64", "linux/arm64"]);
+    let plan = ctx.plan("all");
+    for derivation in plan["derivations"].as_array().unwrap() {
+        assert!(
+            derivation["builder"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("docker:")),
+            "{derivation}"
+        );
+    }
+    let out = ctx.run(&["build", "--platform", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_count(&stderr(&out)), 6);
+
+    let amd64 = artifacts(&ctx, "amd64");
+    let arm64 = artifacts(&ctx, "arm64");
+    assert_eq!(
+        machines(&amd64).iter().map(|m| m.1).collect::<Vec<_>>(),
+        [Some(62), Some(62)]
+    );
+    assert_eq!(
+        machines(&arm64).iter().map(|m| m.1).collect::<Vec<_>>(),
+        [Some(183), Some(183)]
+    );
+    let toolchain = shared.toolchains.join("pg18-amd64");
+    let server = PgServer::start(&toolchain, &toolchain, &amd64);
+    check_fixtures(&server);
+    drop(server);
+    let server = PgServer::start(&shared.toolchains.join("pg18-arm64"), &toolchain, &arm64);
+    check_fixtures(&server);
+    drop(server);
+
+    // Another store builds the same derivations again, in the same builder images, into
+    // the same bytes.
+    let store2 = ctx.root().join("store2");
+    let again = ctx
+        .azb_with_store(&store2)
+        .args(["build", "--platform", "amd64"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(built_count(&stderr(&again)), 3);
+    let other = azb::store::Store::open(&store2).unwrap();
+    for (name, (_, _, hash)) in plan_rows(&ctx, "amd64") {
+        let first = azb::store::Store::open(&ctx.store()).unwrap();
+        let (a, b) = (
+            first.realisation(&hash.parse().unwrap()).unwrap().unwrap(),
+            other.realisation(&hash.parse().unwrap()).unwrap().unwrap(),
+        );
+        assert_eq!(a.object, b.object, "{name} is not reproducible");
+    }
+}
+
+/// Adds `build_packages` to the recipe file of `name`.
+fn add_build_packages(ctx: &TestContext, name: &str, packages: &str) {
+    let path = ctx.recipe_path(name);
+    let text = fs_err::read_to_string(&path).unwrap().replace(
+        "    depends:",
+        &format!("    build_packages: [{packages}],\n    depends:"),
+    );
+    fs_err::write(&path, text).unwrap();
+}
+
+#[test]
+fn a_build_package_changes_only_its_recipes_derivation_and_no_machine_path_does() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    ctx.use_builders(&["linux/amd64", "linux/arm64"]);
+    let before = plan_rows(&ctx, "arm64");
+    // Another store, another project directory: the same hashes (the identity is the
+    // lock's, not this machine's).
+    let copy = TestContext::new().with_fixtures();
+    copy.use_builders(&["linux/amd64", "linux/arm64"]);
+    let elsewhere = copy
+        .azb_with_store(&copy.root().join("another-store"))
+        .args(["plan", "--json", "--platform", "arm64"])
+        .output()
+        .unwrap();
+    assert!(elsewhere.status.success(), "{}", stderr(&elsewhere));
+    let elsewhere: serde_json::Value = serde_json::from_slice(&elsewhere.stdout).unwrap();
+    for row in elsewhere["derivations"].as_array().unwrap() {
+        let name = row["name"].as_str().unwrap();
+        assert_eq!(row["hash"].as_str().unwrap(), before[name].2, "{name}");
+    }
+
+    add_build_packages(&ctx, "azb_sql", "\"libsodium-dev\"");
+    let after = plan_rows(&ctx, "arm64");
+    assert_ne!(after["azb_sql"].2, before["azb_sql"].2);
+    assert_eq!(after["azb_hello"].2, before["azb_hello"].2);
+    assert_eq!(after["azb_dep"].2, before["azb_dep"].2);
+
+    // A set the lock does not know is the user's to fix, and names the fix.
+    add_build_packages(&ctx, "azb_hello", "\"libnotinthelock-dev\"");
+    let out = ctx.run(&["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("no builder for linux/amd64 with build_packages [libnotinthelock-dev]")
+            && text.contains("azb lock update"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_sandbox_keeps_a_build_off_the_network_and_off_the_host() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let host_file = ctx.root().join("escaped");
+    let etc_name = format!("azb-sandbox-{}", std::process::id());
+    // The script reports what it could do, then fails the build as a rogue one would.
+    let script = format!(
+        "python3 -c 'import socket; socket.create_connection((\\\"127.0.0.1\\\", {port}), 3)' 2>/dev/null && echo probe-network-reached || echo probe-network-unreachable; \
+         touch /etc/{etc_name} 2>/dev/null && echo probe-etc-written || echo probe-etc-denied; \
+         touch /usr/lib/postgresql/18/lib/rogue.so 2>/dev/null && echo probe-toolchain-written || echo probe-toolchain-denied; \
+         touch {host} 2>/dev/null && echo probe-host-written || echo probe-host-denied; \
+         [ -e {root} ] && echo probe-host-visible || echo probe-host-invisible; \
+         echo probe-uid-$(id -u); \
+         exit 1",
+        host = host_file.display(),
+        root = ctx.root().display(),
+    );
+    let commit = ctx.commit_fixture("azb_sql", &[]);
+    fs_err::write(
+        ctx.recipe_path("azb_rogue"),
+        format!(
+            "Recipe(name: \"azb_rogue\", kind: Extension, source: Git(url: \"{UPSTREAM}azb_sql\", commit: \"{commit}\"), build: Script(script: \"{script}\"))\n"
+        ),
+    )
+    .unwrap();
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    let text = stderr(&out);
+    assert!(!out.status.success(), "{text}");
+    for expected in [
+        "probe-network-unreachable",
+        "probe-etc-denied",
+        "probe-toolchain-denied",
+        "probe-host-denied",
+        "probe-host-invisible",
+        "probe-uid-1000",
+    ] {
+        assert!(text.contains(expected), "no `{expected}` in:\n{text}");
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the build connected to the host"
+    );
+    assert!(!host_file.exists());
+    assert!(!std::path::Path::new("/etc").join(&etc_name).exists());
+    let store = azb::store::Store::open(&ctx.store()).unwrap();
+    let rows = plan_rows(&ctx, "amd64");
+    assert!(matches!(
+        store.lookup(&rows["azb_rogue"].2.parse().unwrap()).unwrap(),
+        azb::store::Lookup::Miss
+    ));
+}
+
+#[test]
+fn a_recipe_subdir_that_is_a_symlink_out_of_the_source_is_refused() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    let commit = ctx.commit_fixture("azb_sql", &[]);
+    let repo = git2::Repository::open(ctx.root().join("upstreams/azb_sql")).unwrap();
+    std::os::unix::fs::symlink("/etc", ctx.root().join("upstreams/azb_sql/etc-link")).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new("etc-link")).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let parent = repo.find_commit(commit.parse().unwrap()).unwrap();
+    let sig =
+        git2::Signature::new("t", "t@example.invalid", &git2::Time::new(1_750_100_000, 0)).unwrap();
+    let linked = repo
+        .commit(Some("HEAD"), &sig, &sig, "link", &tree, &[&parent])
+        .unwrap()
+        .to_string();
+    ctx.write_recipe(RecipeSpec::new("azb_sql", linked));
+    let path = ctx.recipe_path("azb_sql");
+    let text = fs_err::read_to_string(&path)
+        .unwrap()
+        .replace("    build:", "    subdir: Some(\"etc-link\"),\n    build:");
+    fs_err::write(&path, text).unwrap();
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "`azb_sql` builds in `etc-link`, which is not a directory of its pinned source"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
