@@ -14,13 +14,17 @@
 # Config: Entrypoint [docker-entrypoint.sh], Cmd [postgres], 5432/tcp, SIGINT, PGDATA, PATH.
 # Output: OUT_DIR (default ${AZB_BASE_IMAGES_DIR:-<repo>/cache/base}/pg18-<arch>), built in a
 # temporary directory beside it and renamed into place; skipped when OUT_DIR/index.json
-# exists; a lock (OUT_DIR.lock) makes concurrent callers safe. SOURCE_DATE_EPOCH (default:
-# a fixed date) sets every timestamp, so the same packages give the same image digest.
-# Quiet unless something fails.
-# Usage: scripts/make-base-image.sh amd64|arm64 [OUT_DIR]
+# exists and OUT_DIR.inputs holds the digest of this script and scripts/base-image/ (so an
+# edited entrypoint rebuilds the image); a lock (OUT_DIR.lock) makes concurrent callers
+# safe. SOURCE_DATE_EPOCH (default: a fixed date) sets every timestamp, so the same
+# packages give the same image digest. Quiet unless something fails.
+# `--check` only tells (exit status 0 or 1) whether OUT_DIR is there and up to date.
+# Usage: scripts/make-base-image.sh [--check] amd64|arm64 [OUT_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-usage="usage: make-base-image.sh amd64|arm64 [OUT_DIR]"
+usage="usage: make-base-image.sh [--check] amd64|arm64 [OUT_DIR]"
+check_only=false
+if [ "${1:-}" = --check ]; then check_only=true; shift; fi
 arch=${1:?$usage}
 case "$arch" in amd64 | arm64) ;; *) echo "$usage" >&2; exit 2 ;; esac
 out=${2:-${AZB_BASE_IMAGES_DIR:-$repo/cache/base}/pg18-$arch}
@@ -131,15 +135,23 @@ EOF
   [ "$got" = "linux/$arch" ] || die "image platform is $got, expected linux/$arch"
 
   chmod -R a+rX "$oci" # umoci writes 0600 files
-  rm -rf "$out" # an incomplete earlier attempt (no index.json)
+  rm -rf "$out" # an incomplete earlier attempt, or a stale image
   mv -T "$oci" "$out"
   rm -rf "$work"
   trap - EXIT
 }
 
-[ -f "$out/index.json" ] && exit 0
+# What the image is made from, besides the Debian packages and the toolchain.
+inputs=$(cat "$repo/scripts/make-base-image.sh" "$repo"/scripts/base-image/* | sha256sum | cut -d' ' -f1)
+fresh() { [ -f "$out/index.json" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$inputs" ]; }
+
+if [ "$check_only" = true ]; then fresh; exit; fi
+fresh && exit 0
 mkdir -p "$(dirname "$out")"
 (
   flock 9
-  [ -f "$out/index.json" ] || build
+  if ! fresh; then
+    build
+    echo "$inputs" >"$out.inputs"
+  fi
 ) 9>"$out.lock"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The shared fixtures the integration tests need, prepared once per machine: both
 # PostgreSQL 18 toolchains (scripts/fetch-toolchain.sh all), both base images
-# (scripts/make-base-image.sh amd64 and arm64, built side by side), and cargo-pgrx 0.16.1
+# (scripts/make-base-image.sh amd64 and arm64, built side by side; rebuilt when
+# scripts/base-image/ changes), and cargo-pgrx 0.16.1
 # with the pgrx fixture's crates (scripts/fetch-pgrx.sh; minutes the first time). What
 # exists is skipped, so a second call takes milliseconds. Safe to call from several test
 # processes at once (one lock around the whole, and each step locks too). Prints nothing
@@ -15,7 +16,7 @@ bases=${AZB_BASE_IMAGES_DIR:-$repo/cache/base}
 
 ready() {
   [ -x "$toolchains/pg18-amd64/bin/pg_config" ] && [ -x "$toolchains/pg18-arm64/bin/pg_config" ] &&
-    [ -f "$bases/pg18-amd64/index.json" ] && [ -f "$bases/pg18-arm64/index.json" ]
+    "$repo/scripts/make-base-image.sh" --check amd64 && "$repo/scripts/make-base-image.sh" --check arm64
 }
 
 prepare() {

@@ -6,8 +6,10 @@
 #     and runs itself again as that user (setpriv);
 #     on the first start (no $PGDATA/PG_VERSION): needs POSTGRES_PASSWORD, or
 #     POSTGRES_HOST_AUTH_METHOD=trust; runs initdb as POSTGRES_USER (default postgres) with
-#     POSTGRES_INITDB_ARGS (and POSTGRES_INITDB_WALDIR), starts a server on the unix socket
-#     only, creates POSTGRES_DB (default: the user's name), runs /docker-entrypoint-initdb.d/*
+#     POSTGRES_INITDB_ARGS (and POSTGRES_INITDB_WALDIR), starts a temporary server with the
+#     same ARGS as the real one (so shared_preload_libraries and every other -c setting hold
+#     while the init scripts run) but on the unix socket only, creates POSTGRES_DB
+#     (default: the user's name), runs /docker-entrypoint-initdb.d/*
 #     in sorted order (*.sh executed if executable, else sourced; *.sql and *.sql.gz through
 #     psql with ON_ERROR_STOP), stops it and allows password (scram-sha-256) logins from
 #     any host;
@@ -25,6 +27,8 @@ socket_dir=/var/run/postgresql
 pg_uid=999
 
 log() { printf 'docker-entrypoint: %s\n' "$*" >&2; }
+# shell_quote ARG: ARG as one single-quoted shell word (pg_ctl -o goes through sh -c).
+shell_quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 die() { log "error: $*"; exit 1; }
 
 # file_env VAR: sets VAR from the file named by VAR_FILE when that is given.
@@ -115,11 +119,18 @@ EOF
   # Sockets where Debian's clients look and where these binaries' clients look by default.
   printf "\nunix_socket_directories = '%s, /tmp'\n" "$socket_dir" >>"$PGDATA/postgresql.conf"
 
-  # A temporary server reachable only through the unix socket.
+  # A temporary server with the real server's arguments (after `postgres`), reachable only
+  # through the unix socket: listen_addresses and the port come last, so they win.
   PGHOST=$socket_dir PGPORT=${PGPORT:-5432} PGUSER=$user
   export PGHOST PGPORT PGUSER
+  temp_options=
+  first=true
+  for arg in "$@"; do
+    if [ "$first" = true ]; then first=false; continue; fi
+    temp_options="$temp_options $(shell_quote "$arg")"
+  done
   pg_ctl -D "$PGDATA" -w -t 60 -l "$PGDATA/init-server.log" \
-    -o "-c listen_addresses='' -p $PGPORT" start >/dev/null ||
+    -o "$temp_options -c listen_addresses='' -p $PGPORT" start >/dev/null ||
     { cat "$PGDATA/init-server.log" >&2; die "the temporary server did not start"; }
   rm -f "$PGDATA/init-server.log"
   run_psql() { psql -X -q -v ON_ERROR_STOP=1 --no-password --no-psqlrc "$@"; }

@@ -107,12 +107,13 @@ pub fn toolchain_hash(prefix: &Path) -> Result<String, FsError> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// Resolves the lock for `platforms`: each platform's base, and what each of its
-/// `build_packages` sets adds, against the Debian index. `toolchains` names each
-/// platform's PostgreSQL toolchain.
+/// Resolves the lock for `platforms`: each platform's base, what each of its
+/// `build_packages` sets adds, and each runtime package with its dependencies, against the
+/// Debian index. `toolchains` names each platform's PostgreSQL toolchain.
 pub fn resolve_lock(
     index: &DebianIndex,
     sets: &BTreeSet<Vec<String>>,
+    runtime: &BTreeSet<String>,
     toolchains: &BTreeMap<Platform, PathBuf>,
 ) -> Result<Lock, Error> {
     let mut lock = Lock {
@@ -136,6 +137,7 @@ pub fn resolve_lock(
             })?,
             base,
             sets: BTreeMap::new(),
+            runtime: BTreeMap::new(),
         };
         for set in sets.iter().filter(|s| !s.is_empty()) {
             let mut wanted = base_wanted.clone();
@@ -146,6 +148,13 @@ pub fn resolve_lock(
                 .filter(|p| !locked.base.contains(p))
                 .collect();
             locked.sets.insert(set_key(set), extra);
+        }
+        for name in runtime {
+            // As the image's own system would: its architecture is the native one.
+            let closure = index
+                .resolve_as(platform.oci_arch(), std::slice::from_ref(name))
+                .map_err(|source| Error::Lock { platform, source })?;
+            locked.runtime.insert(name.clone(), closure);
         }
         lock.platforms.insert(platform, locked);
     }

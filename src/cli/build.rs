@@ -11,7 +11,7 @@ use crate::build::{
     self, Docker, DockerExecutor, Executor, HostExecutor, Limits, Outcome, Scheduler,
 };
 use crate::drv::Plan;
-use crate::fetch::Fetcher;
+use crate::fetch::{DebianIndex, Fetcher, RuntimePackage};
 use crate::graph::Graph;
 use crate::image::{self, ArtifactLayer, ImageRequest, LayerCache, Output, PlatformImage};
 use crate::recipe::{BaseImage, Platform, Project, Recipe};
@@ -75,8 +75,12 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         );
     }
     if let Some(output) = output {
-        let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms);
-        let summary = image::assemble(&request, &output).map_err(Failure::environment)?;
+        let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms)?;
+        let summary = image::assemble(&request, &output).map_err(|e| match e {
+            // What the recipes say (or leave out) is the user's to fix.
+            image::Error::MissingLibrary { .. } | image::Error::BadTag { .. } => Failure::input(e),
+            other => Failure::environment(other),
+        })?;
         match summary.index_digest {
             Some(digest) => println!("{digest}"),
             None => {
@@ -147,7 +151,7 @@ fn image_request(
     plan: &Plan<'_>,
     outcome: &Outcome,
     platforms: &[Platform],
-) -> ImageRequest {
+) -> Result<ImageRequest, Failure> {
     // Init SQL covers builtins too, which have no derivation.
     let recipes: Vec<&Recipe> = graph.order.iter().map(|r| &r.recipe).collect();
     let mut images = Vec::new();
@@ -179,7 +183,9 @@ fn image_request(
                 .collect(),
         };
         let BaseImage::OciLayout { path, reference } = &project.image.platforms[&platform].base;
+        let packages = runtime_packages(store, project, &recipes, platform)?;
         images.push(PlatformImage {
+            packages,
             platform,
             base: project.path(path),
             base_ref: reference.clone(),
@@ -210,12 +216,43 @@ fn image_request(
             entrypoint: Some(vec![runtime::ENTRYPOINT_PATH.to_owned()]),
         });
     }
-    ImageRequest {
+    Ok(ImageRequest {
         name: project.image.name.clone(),
         tags: runtime::tags(&project.image, created_all),
         platforms: images,
         layer_cache: Some(LayerCache::new(store.layout().layers())),
+    })
+}
+
+/// The Debian packages the image's recipes need at run time on `platform`, as
+/// builders.lock pins them, fetched into the store and unpacked.
+fn runtime_packages(
+    store: &Store,
+    project: &Project,
+    recipes: &[&Recipe],
+    platform: Platform,
+) -> Result<Vec<RuntimePackage>, Failure> {
+    let mut names: Vec<String> = recipes
+        .iter()
+        .flat_map(|r| r.runtime_packages.iter().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(Vec::new());
     }
+    let locked = settings::lock(project)?
+        .runtime_packages(platform, &names)
+        .map_err(|problem| {
+            Failure::input(miette::miette!(
+                help = "run `azb lock update` and commit builders.lock",
+                "{problem}"
+            ))
+        })?;
+    let index = DebianIndex::from_env().map_err(Failure::environment)?;
+    index
+        .runtime_packages(store, &locked)
+        .map_err(Failure::environment)
 }
 
 fn classify_kind(error: &build::Error) -> FailureKind {

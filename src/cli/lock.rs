@@ -40,9 +40,16 @@ pub fn update(global: &GlobalSettings) -> Result<(), Failure> {
             set
         })
         .collect();
+    let runtime: BTreeSet<String> = project
+        .recipes
+        .recipes
+        .values()
+        .filter(|l| l.recipe.enabled)
+        .flat_map(|l| l.recipe.runtime_packages.iter().cloned())
+        .collect();
     let index = DebianIndex::from_env().map_err(Failure::environment)?;
-    let lock =
-        crate::build::resolve_lock(&index, &sets, &toolchains).map_err(Failure::environment)?;
+    let lock = crate::build::resolve_lock(&index, &sets, &runtime, &toolchains)
+        .map_err(Failure::environment)?;
     let path = project.root.join(LOCK_FILE);
     write_atomic(&project.root, &path, lock.render().as_bytes()).map_err(Failure::environment)?;
     // A committed project file: readable by everyone, like the recipes.
@@ -52,9 +59,10 @@ pub fn update(global: &GlobalSettings) -> Result<(), Failure> {
     for (platform, locked) in &lock.platforms {
         let extra: usize = locked.sets.values().map(Vec::len).sum();
         eprintln!(
-            "azb: {platform}: {} base packages, {} sets adding {extra}",
+            "azb: {platform}: {} base packages, {} sets adding {extra}, {} runtime packages",
             locked.base.len(),
-            locked.sets.len()
+            locked.sets.len(),
+            locked.runtime.len()
         );
     }
     Ok(())

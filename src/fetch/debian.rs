@@ -13,6 +13,7 @@ use std::process::Command;
 use super::Error;
 use crate::fs::{FsError, err};
 use crate::recipe::LockedPackage;
+use crate::store::Store;
 
 /// The apt sources azb resolves against: `AZB_APT_SOURCES`, else the host's Debian sources.
 #[derive(Debug, Clone)]
@@ -51,9 +52,16 @@ impl DebianIndex {
     /// The exact packages an empty system installs for `wanted` (apt names, `name:arch`,
     /// `name=version` or apt patterns), sorted by name and architecture.
     pub fn resolve(&self, wanted: &[String]) -> Result<Vec<LockedPackage>, Error> {
+        self.resolve_as(&self.native, wanted)
+    }
+
+    /// Like [`resolve`](Self::resolve), for a system whose own architecture is `arch`
+    /// (an image of another platform: its packages, and what they need, are that
+    /// architecture's).
+    pub fn resolve_as(&self, arch: &str, wanted: &[String]) -> Result<Vec<LockedPackage>, Error> {
         let scratch = tempfile::tempdir()
             .map_err(|e| FsError::new("create a directory for apt in", "/tmp", e))?;
-        let mut command = self.apt_get(scratch.path())?;
+        let mut command = self.apt_get(scratch.path(), true, arch)?;
         command.arg("install").args(wanted);
         let output = command.output().map_err(|source| Error::Apt {
             action: "run apt-get",
@@ -110,9 +118,66 @@ impl DebianIndex {
         Ok(())
     }
 
+    /// The .deb of `package` in the store (`debs/<sha256>.deb`), downloaded first if it is
+    /// not there; its sha256 is checked against the lock either way.
+    pub fn fetch_deb(&self, store: &Store, package: &LockedPackage) -> Result<PathBuf, Error> {
+        let target = store.layout().deb(&package.sha256);
+        if target.is_file() && sha256_file(&target)? == package.sha256 {
+            return Ok(target);
+        }
+        let tmp = store.layout().tmp();
+        err::create_dir_all(&tmp).map_err(|e| FsError::new("create directory", &tmp, e))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("deb-")
+            .tempdir_in(&tmp)
+            .map_err(|e| FsError::new("create a directory in", &tmp, e))?;
+        let download = scratch.path().join("download");
+        err::create_dir_all(&download)
+            .map_err(|e| FsError::new("create directory", &download, e))?;
+        // `download` writes into the working directory.
+        let mut command = self.apt_get(scratch.path(), false, &self.native)?;
+        command
+            .arg("download")
+            .arg(package.apt_spec())
+            .current_dir(&download);
+        let output = command.output().map_err(|source| Error::Apt {
+            action: "run apt-get download",
+            detail: source.to_string(),
+        })?;
+        if !output.status.success() {
+            return Err(Error::NotServed {
+                detail: format!(
+                    "{package}: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            });
+        }
+        let file = crate::fs::sorted_entries(&download)?
+            .into_iter()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .ok_or_else(|| Error::NotServed {
+                detail: format!("{package}: apt-get download wrote no .deb"),
+            })?;
+        let found = sha256_file(&file)?;
+        if found != package.sha256 {
+            return Err(Error::NotServed {
+                detail: format!(
+                    "{package} downloaded with sha256 {found}, but builders.lock says {}",
+                    package.sha256
+                ),
+            });
+        }
+        let parent = target.parent().unwrap_or(&target);
+        err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+        err::rename(&file, &target).map_err(|e| FsError::new("move into place", &target, e))?;
+        Ok(target)
+    }
+
     /// apt-get with a private state: nothing installed, only these sources, no recommends,
-    /// sha256 in `--print-uris`, both architectures known.
-    fn apt_get(&self, scratch: &Path) -> Result<Command, Error> {
+    /// both architectures known; with `print_uris`, what would be downloaded is printed
+    /// (with sha256) instead.
+    fn apt_get(&self, scratch: &Path, print_uris: bool, arch: &str) -> Result<Command, Error> {
         let (status, parts, cache) = (
             scratch.join("status"),
             scratch.join("sources.list.d"),
@@ -130,7 +195,10 @@ impl DebianIndex {
         err::copy(&self.sources, parts.join(name))
             .map_err(|e| FsError::new("copy apt sources from", &self.sources, e))?;
         let mut command = Command::new("apt-get");
-        command.env("LC_ALL", "C").args(["-qq", "--print-uris"]);
+        command.env("LC_ALL", "C").arg("-qq");
+        if print_uris {
+            command.arg("--print-uris");
+        }
         for (key, value) in [
             ("Dir::State::status", status.display().to_string()),
             ("Dir::Etc::SourceParts", parts.display().to_string()),
@@ -139,8 +207,8 @@ impl DebianIndex {
             ("APT::Install-Recommends", "false".to_owned()),
             ("APT::Install-Suggests", "false".to_owned()),
             ("Acquire::ForceHash", "SHA256".to_owned()),
-            ("APT::Architecture", self.native.clone()),
-            ("APT::Architectures::", self.native.clone()),
+            ("APT::Architecture", arch.to_owned()),
+            ("APT::Architectures::", arch.to_owned()),
             ("APT::Architectures::", "arm64".to_owned()),
             ("APT::Architectures::", "amd64".to_owned()),
         ] {
@@ -148,6 +216,76 @@ impl DebianIndex {
         }
         Ok(command)
     }
+}
+
+/// One Debian package for an image's runtime layer, unpacked.
+#[derive(Debug, Clone)]
+pub struct RuntimePackage {
+    /// Package name.
+    pub name: String,
+    /// Debian architecture (`arm64`, `all`).
+    pub arch: String,
+    /// Its data tar (`dpkg-deb --fsys-tarfile`).
+    pub data: Vec<u8>,
+    /// Its control paragraph (`dpkg-deb --field`).
+    pub control: String,
+}
+
+impl DebianIndex {
+    /// The locked `packages`, each fetched into the store (once) and unpacked.
+    pub fn runtime_packages(
+        &self,
+        store: &Store,
+        packages: &[&LockedPackage],
+    ) -> Result<Vec<RuntimePackage>, Error> {
+        packages
+            .iter()
+            .map(|package| {
+                let deb = self.fetch_deb(store, package)?;
+                let (data, control) = deb_contents(&deb)?;
+                Ok(RuntimePackage {
+                    name: package.name.clone(),
+                    arch: package.arch.clone(),
+                    data,
+                    control,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The files and control fields of a .deb: its data tar (uncompressed, as
+/// `dpkg-deb --fsys-tarfile` gives it) and its control paragraph.
+pub fn deb_contents(deb: &Path) -> Result<(Vec<u8>, String), Error> {
+    let run = |args: &[&str]| -> Result<Vec<u8>, Error> {
+        let output = Command::new("dpkg-deb")
+            .args(args)
+            .arg(deb)
+            .output()
+            .map_err(|source| Error::Apt {
+                action: "run dpkg-deb",
+                detail: source.to_string(),
+            })?;
+        if !output.status.success() {
+            return Err(Error::Apt {
+                action: "read a .deb",
+                detail: format!(
+                    "{}: {}",
+                    deb.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            });
+        }
+        Ok(output.stdout)
+    };
+    let data = run(&["--fsys-tarfile"])?;
+    let control = String::from_utf8_lossy(&run(&["--field"])?).into_owned();
+    Ok((data, control))
+}
+
+fn sha256_file(path: &Path) -> Result<String, Error> {
+    let bytes = err::read(path).map_err(|e| FsError::new("read", path, e))?;
+    Ok(crate::digest::Sha256::of(&bytes).to_string())
 }
 
 /// One line of `apt-get --print-uris`: `'URI' name_version_arch.deb SIZE SHA256:hex`.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, Oid, Repository};
 
-pub use debian::DebianIndex;
+pub use debian::{DebianIndex, RuntimePackage, deb_contents};
 pub use mirrors::{BadMirror, SourceMirrors};
 
 use crate::fs::{FsError, LockFile, err};

@@ -8,6 +8,31 @@ use crate::recipe::Platform;
 /// What can go wrong assembling an image.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
+    /// An artifact's ELF file needs a library the image does not carry.
+    #[error(
+        "`{artifact}` ({platform}): {file} needs {library}, which is in neither the base image, its runtime packages nor the artifacts\nhint: add the Debian package that ships it to the recipe, e.g. runtime_packages: [\"{package}\"], then run `azb lock update`"
+    )]
+    MissingLibrary {
+        /// The recipe.
+        artifact: String,
+        /// The file, in the image.
+        file: String,
+        /// The DT_NEEDED entry.
+        library: String,
+        /// The platform.
+        platform: Platform,
+        /// The package that most likely ships it.
+        package: String,
+    },
+    /// A runtime package's data could not be read.
+    #[error("cannot read the files of Debian package `{package}`")]
+    Package {
+        /// The package.
+        package: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file operation failed.
     #[error(transparent)]
     Fs(#[from] FsError),

@@ -153,6 +153,11 @@ impl LayerContent {
         Ok(layer)
     }
 
+    /// Every entry, by path.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
     /// The runtime layer: each file at its absolute path with its own permission bits.
     pub fn from_runtime(files: &[RuntimeFile]) -> Result<Self, Error> {
         let mut layer = Self::default();
@@ -352,6 +357,47 @@ pub(crate) fn list(gzip: &[u8]) -> Vec<(String, u64, u32, u64, u64, tar::EntryTy
             )
         })
         .collect()
+}
+
+/// The entries of a tar as they are (paths as written, `./` and all): directories, files
+/// (0755 if any execute bit, else 0644), symlinks, and hard links as copies of the file
+/// they name. Other entry types (devices, fifos) are left out.
+pub(crate) fn tar_entries(bytes: &[u8]) -> io::Result<Vec<(String, Entry)>> {
+    let mut out: Vec<(String, Entry)> = Vec::new();
+    let mut files: BTreeMap<String, usize> = BTreeMap::new();
+    let key = |p: &Path| p.to_string_lossy().trim_start_matches("./").to_owned();
+    for entry in tar::Archive::new(bytes).entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let shown = path.to_string_lossy().into_owned();
+        let item = match entry.header().entry_type() {
+            tar::EntryType::Directory => Entry::Dir,
+            tar::EntryType::Symlink => Entry::Symlink(
+                entry
+                    .link_name()?
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            tar::EntryType::Link => {
+                let target = key(&entry.link_name()?.unwrap_or_default());
+                match files.get(&target) {
+                    Some(&index) => out[index].1.clone(),
+                    None => continue,
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mode = entry.header().mode()?;
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut data)?;
+                files.insert(key(&path), out.len());
+                Entry::File(data, if mode & 0o111 != 0 { 0o755 } else { 0o644 })
+            }
+            _ => continue,
+        };
+        out.push((shown, item));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

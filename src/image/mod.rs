@@ -32,6 +32,7 @@ mod base;
 mod error;
 mod layer;
 mod oci;
+mod packages;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -46,6 +47,7 @@ use rayon::prelude::*;
 
 pub use crate::runtime::RuntimeFile;
 pub use error::Error;
+pub use packages::RuntimePackage;
 
 use crate::digest::Sha256;
 use crate::recipe::Platform;
@@ -87,6 +89,9 @@ pub struct PlatformImage {
     pub pg_major: u32,
     /// Extension artifacts, one layer each (within the budget), in this order.
     pub artifacts: Vec<ArtifactLayer>,
+    /// Debian packages the artifacts need at run time (those the base lacks become one
+    /// layer after the base's).
+    pub packages: Vec<RuntimePackage>,
     /// Files of the last layer.
     pub runtime_files: Vec<RuntimeFile>,
     /// Unix seconds: the runtime layer's mtimes and the config's and history's `created`.
@@ -221,7 +226,29 @@ fn seal<'a>(image: &'a PlatformImage, cache: Option<&LayerCache>) -> Result<Seal
             Ok((a.name.clone(), a.tar.len() as u64, content, a.mtime))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let mut planned = fold(extensions);
+    let contents = packages::BaseContents::read(&base)?;
+    let package_layer = packages::package_layer(&contents, &image.packages)?;
+    let checked: Vec<(&ArtifactLayer, &LayerContent)> = image
+        .artifacts
+        .iter()
+        .zip(extensions.iter().map(|e| &e.2))
+        .collect();
+    packages::check_linkage(
+        platform,
+        &contents,
+        package_layer.as_ref().map(|(content, _)| content),
+        &checked,
+    )?;
+    let mut planned = Vec::new();
+    if let Some((content, added)) = package_layer {
+        planned.push(Planned {
+            name: "runtime packages".to_owned(),
+            created_by: format!("azb runtime packages {}", added.join(" ")),
+            content,
+            mtime: image.created,
+        });
+    }
+    planned.extend(fold(extensions));
     planned.push(Planned {
         name: "runtime".to_owned(),
         created_by: "azb runtime".to_owned(),

@@ -40,6 +40,7 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
                 base_ref: Some("base".into()),
                 pg_major: 18,
                 artifacts: list,
+                packages: Vec::new(),
                 runtime_files: vec![RuntimeFile {
                     path: "/etc/postgresql/version-info.json".into(),
                     contents: b"{}\n".to_vec(),

@@ -64,6 +64,10 @@ pub struct PlatformLock {
     /// Per distinct `build_packages` set (its names, sorted, joined by spaces): the
     /// packages it adds to the base, dependencies included.
     pub sets: BTreeMap<String, Vec<LockedPackage>>,
+    /// Per runtime package a recipe names (`runtime_packages`): it and its dependencies,
+    /// for this platform's architecture. The image carries those its base lacks.
+    #[serde(default)]
+    pub runtime: BTreeMap<String, Vec<LockedPackage>>,
 }
 
 /// The whole lock.
@@ -86,6 +90,14 @@ pub enum LockProblem {
     NoPlatform {
         /// The platform.
         platform: Platform,
+    },
+    /// A recipe's runtime package is not in the lock.
+    #[error("builders.lock has no runtime package `{package}` for {platform}")]
+    NoRuntime {
+        /// The platform.
+        platform: Platform,
+        /// The package.
+        package: String,
     },
     /// A recipe's `build_packages` set is not in the lock.
     #[error("builders.lock has no builder for {platform} with build_packages [{set}]")]
@@ -142,9 +154,36 @@ impl Lock {
             let extra = locked
                 .sets
                 .get(&key)
-                .ok_or_else(|| LockProblem::NoSet { platform, set: key })?;
+                .ok_or(LockProblem::NoSet { platform, set: key })?;
             all.extend(extra);
         }
+        Ok(all)
+    }
+
+    /// The packages an image on `platform` needs for `runtime_packages` (their
+    /// dependencies included), sorted and unique.
+    pub fn runtime_packages(
+        &self,
+        platform: Platform,
+        runtime_packages: &[String],
+    ) -> Result<Vec<&LockedPackage>, LockProblem> {
+        let locked = self
+            .platforms
+            .get(&platform)
+            .ok_or(LockProblem::NoPlatform { platform })?;
+        let mut all = Vec::new();
+        for name in runtime_packages {
+            let closure = locked
+                .runtime
+                .get(name)
+                .ok_or_else(|| LockProblem::NoRuntime {
+                    platform,
+                    package: name.clone(),
+                })?;
+            all.extend(closure);
+        }
+        all.sort();
+        all.dedup();
         Ok(all)
     }
 
@@ -207,6 +246,7 @@ mod tests {
                     toolchain: "t".into(),
                     base: vec![package("gcc", "12"), package("make", "4.3")],
                     sets,
+                    runtime: BTreeMap::new(),
                 },
             )]
             .into(),

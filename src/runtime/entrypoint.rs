@@ -67,8 +67,9 @@ pub fn autoconfig(input: &Autoconfig) -> Result<Settings, AutoconfigError> {
         .env("PATH", "/usr/bin:/bin")
         .env("POSTGRES_MEMORY", &input.memory_mb)
         .env("POSTGRES_CPUS", &input.cpus)
-        // No image here: keep the preload list as configured.
+        // No image here: DESIGN.md's default preload list, as configured.
         .env("AZB_PG_LIBDIR", "")
+        .env("AZB_PRELOAD_FILE", "")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -2,9 +2,10 @@
 //! name order by the base image's entrypoint: 01-extensions.sql (generated from the
 //! recipes), 02-replication.sh (the replication role and slot, when REPLICATION_PASSWORD
 //! is set) and 03-pgsodium-init.sh (only with ENABLE_PGSODIUM_INIT=true), both from
-//! stacks/runtime/initdb.d.
+//! stacks/runtime/initdb.d. The image's default preload list comes with them, as the
+//! servers that run them need it.
 
-use super::RuntimeFile;
+use super::{RuntimeFile, preload_file};
 use crate::recipe::{Recipe, RecipeKind};
 
 /// Where the base image's entrypoint looks for init scripts.
@@ -39,9 +40,12 @@ pub fn extensions_sql(recipes: &[&Recipe]) -> String {
     sql
 }
 
-/// Every init script of an image made of `recipes`.
+/// Every file the first boot reads that follows from `recipes`: the init scripts, and the
+/// default preload list (/etc/postgresql/preload-libraries) that the servers running them
+/// load.
 pub fn init_files(recipes: &[&Recipe]) -> Vec<RuntimeFile> {
     vec![
+        preload_file(recipes),
         RuntimeFile {
             path: format!("{INITDB_DIR}/01-extensions.sql"),
             contents: extensions_sql(recipes).into_bytes(),

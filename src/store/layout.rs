@@ -107,6 +107,12 @@ impl Layout {
         self.root.join("cargo")
     }
 
+    /// `debs/<sha256>.deb`: Debian packages of the images' runtime layers, as downloaded and
+    /// checked against builders.lock (owned by fetch). Kept between builds.
+    pub fn deb(&self, sha256: &str) -> PathBuf {
+        self.root.join("debs").join(format!("{sha256}.deb"))
+    }
+
     /// `tmp/`: work in progress, on the store's file system.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")

@@ -9,19 +9,28 @@
 #   CPUs      POSTGRES_CPUS, else the cgroup v2 cpu.max quota (or v1 cfs quota), else nproc
 #   workload  POSTGRES_WORKLOAD_TYPE: web (default), oltp, dw, mixed
 #   storage   POSTGRES_STORAGE_TYPE: ssd (default), hdd, san
-#   preload   POSTGRES_SHARED_PRELOAD_LIBRARIES, else auto_explain, pg_cron,
-#             pg_stat_statements, pgaudit (those installed)
+#   preload   POSTGRES_SHARED_PRELOAD_LIBRARIES, else the image's list (generated from its
+#             recipes: /etc/postgresql/preload-libraries), else auto_explain, pg_cron,
+#             pg_stat_statements, pgaudit; of the default list, only the libraries
+#             installed; pgsodium only with a getkey script (it stops the server without)
+#   database  cron.database_name (pg_cron) and pg_net.database_name (pg_net), when those are
+#             preloaded: POSTGRES_DB, else POSTGRES_USER, else postgres, so CREATE EXTENSION
+#             pg_cron works in the init scripts' database and the workers serve it
 #   network   listen on 127.0.0.1 unless POSTGRES_BIND_IP
 #   checksums on (PostgreSQL 18's initdb default) unless DISABLE_DATA_CHECKSUMS=true
 #
+# docker-entrypoint.sh gives its temporary first-boot server (the one running the init
+# scripts) the same arguments as the real one, so both get every setting here.
+#
 # `azb-entrypoint.sh --print` prints the settings as name=value lines and exits; it is what
 # `azb autoconfig` runs. AZB_SYSROOT points /sys and /proc elsewhere (tests), AZB_PG_LIBDIR
-# the module directory (empty: keep the preload list as it is), AZB_NEXT the program to
-# hand over to.
+# the module directory (empty: no image, keep the preload list as it is), AZB_PRELOAD_FILE
+# the image's preload list (empty: none), AZB_NEXT the program to hand over to.
 set -eu
 
 sysroot=${AZB_SYSROOT:-}
 libdir=${AZB_PG_LIBDIR-/usr/lib/postgresql/18/lib}
+preload_file=${AZB_PRELOAD_FILE-/etc/postgresql/preload-libraries}
 next=${AZB_NEXT:-docker-entrypoint.sh}
 
 warn() { printf 'azb-entrypoint: warning: %s\n' "$*" >&2; }
@@ -88,6 +97,80 @@ detect_cpus() {
   echo "$n"
 }
 
+# The default preload list, comma-separated: the image's file (one library per line, `#`
+# comments), else DESIGN.md's four.
+default_preload() {
+  if [ -n "$preload_file" ] && [ -r "$preload_file" ]; then
+    awk '{ sub(/#.*/, ""); gsub(/[ \t]/, "") } $0 != "" { printf "%s%s", sep, $0; sep = "," }
+      END { print "" }' "$preload_file"
+  else
+    echo auto_explain,pg_cron,pg_stat_statements,pgaudit
+  fi
+}
+
+# Whether pgsodium can start preloaded: it stops the server when its getkey script is
+# missing. 03-pgsodium-init.sh (ENABLE_PGSODIUM_INIT=true) makes $PGDATA/pgsodium_getkey.sh;
+# pgsodium's own default is share/extension/pgsodium_getkey.
+pgsodium_has_key() {
+  [ -x "${PGDATA:-/var/lib/postgresql/18/docker}/pgsodium_getkey.sh" ] ||
+    [ -x "${libdir%/*}/share/extension/pgsodium_getkey" ]
+}
+
+# VAR's value, else the contents of the file VAR_FILE names (Docker secrets), else empty.
+env_or_file() {
+  eval "_value=\${$1:-} _file=\${$1_FILE:-}"
+  if [ -z "$_value" ] && [ -n "$_file" ] && [ -r "$_file" ]; then
+    _value=$(cat "$_file")
+  fi
+  printf '%s' "$_value"
+}
+
+# The preload list to use (comma-separated), with a warning for each library left out.
+preload_libraries() {
+  if [ -n "${POSTGRES_SHARED_PRELOAD_LIBRARIES+set}" ]; then
+    list=$POSTGRES_SHARED_PRELOAD_LIBRARIES
+    explicit=true
+  else
+    list=$(default_preload)
+    explicit=false
+  fi
+  # Without an image (`azb autoconfig`), the list is what it says.
+  if [ -z "$libdir" ]; then
+    echo "$list"
+    return
+  fi
+  kept=""
+  set -f
+  for lib in $(echo "$list" | tr ',' ' '); do
+    if [ "$explicit" = false ] && [ -d "$libdir" ] && [ ! -e "$libdir/$lib.so" ]; then
+      warn "preload library $lib is not installed; leaving it out"
+    elif [ "$lib" = pgsodium ] && ! pgsodium_has_key; then
+      warn "leaving pgsodium out of shared_preload_libraries: it has no getkey script yet (ENABLE_PGSODIUM_INIT=true makes one on the first start; pgsodium is preloaded from the next)"
+    else
+      kept=${kept:+$kept,}$lib
+    fi
+  done
+  set +f
+  echo "$kept"
+}
+
+# Settings the preloaded libraries in $1 (comma-separated) need, as name=value lines: the
+# database their background worker serves is the one the init scripts create them in
+# (pg_cron's CREATE EXTENSION fails anywhere else).
+library_settings() {
+  user=$(env_or_file POSTGRES_USER)
+  database=$(env_or_file POSTGRES_DB)
+  database=${database:-${user:-postgres}}
+  set -f
+  for lib in $(echo "$1" | tr ',' ' '); do
+    case "$lib" in
+      pg_cron) echo "cron.database_name=$database" ;;
+      pg_net) echo "pg_net.database_name=$database" ;;
+    esac
+  done
+  set +f
+}
+
 min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 
@@ -140,18 +223,7 @@ compute() {
   # DESIGN.md caps io_workers at 64, but PostgreSQL 18 accepts 1 to 32.
   io_workers=$(min "$(max 1 $((cpus / 4)))" 32)
 
-  preload=${POSTGRES_SHARED_PRELOAD_LIBRARIES-auto_explain,pg_cron,pg_stat_statements,pgaudit}
-  if [ -z "${POSTGRES_SHARED_PRELOAD_LIBRARIES+set}" ] && [ -d "$libdir" ]; then
-    kept=""
-    for lib in $(echo "$preload" | tr ',' ' '); do
-      if [ -e "$libdir/$lib.so" ]; then
-        kept=${kept:+$kept,}$lib
-      else
-        warn "preload library $lib is not installed; leaving it out"
-      fi
-    done
-    preload=$kept
-  fi
+  preload=$(preload_libraries)
 
   cat <<SETTINGS
 shared_buffers=${shared_buffers}MB
@@ -175,6 +247,7 @@ pgaudit.log_statement_once=on
 listen_addresses=${POSTGRES_BIND_IP:-127.0.0.1}
 shared_preload_libraries=${preload}
 SETTINGS
+  library_settings "$preload"
 }
 
 if [ "${1:-}" = --print ]; then

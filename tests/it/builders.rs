@@ -225,3 +225,178 @@ fn a_recipe_subdir_that_is_a_symlink_out_of_the_source_is_refused() {
         stderr(&out)
     );
 }
+
+/// A container of a loaded image, removed (with the image) when dropped.
+struct Booted {
+    container: String,
+    image: String,
+}
+
+impl Drop for Booted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.container])
+            .output();
+        let _ = std::process::Command::new("docker")
+            .args(["image", "rm", "--force", &self.image])
+            .output();
+    }
+}
+
+impl Booted {
+    /// Loads `archive` (tagged `image`) and starts it on `platform`; waits until the
+    /// server accepts connections after its first boot (emulated arm64 takes minutes).
+    fn start(archive: &std::path::Path, image: &str, platform: &str) -> Self {
+        let loaded = std::process::Command::new("docker")
+            .arg("load")
+            .arg("-i")
+            .arg(archive)
+            .output()
+            .unwrap();
+        assert!(loaded.status.success(), "{}", stderr(&loaded));
+        let booted = Booted {
+            container: format!(
+                "azb-it-{}-{}",
+                image.replace(['/', ':'], "-"),
+                std::process::id()
+            ),
+            image: image.to_owned(),
+        };
+        let run = std::process::Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "--platform",
+                platform,
+                "--name",
+                &booted.container,
+            ])
+            .args([
+                "-e",
+                "POSTGRES_PASSWORD=azb-test",
+                "-e",
+                "POSTGRES_MEMORY=1024",
+            ])
+            .args(["-e", "POSTGRES_CPUS=2", image])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        loop {
+            let ready = booted.exec(&["pg_isready", "-q", "-h", "127.0.0.1"]);
+            if ready.status.success() {
+                break;
+            }
+            let state = std::process::Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Running}}", &booted.container])
+                .output()
+                .unwrap();
+            let logs = || {
+                let out = std::process::Command::new("docker")
+                    .args(["logs", &booted.container])
+                    .output()
+                    .unwrap();
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+            };
+            assert!(
+                String::from_utf8_lossy(&state.stdout).trim() == "true",
+                "the container stopped:\n{}",
+                logs()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never ready:\n{}",
+                logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        booted
+    }
+
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("docker")
+            .args(["exec", "-u", "postgres", &self.container])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// One query over the container's socket; its single value.
+    fn psql(&self, sql: &str) -> String {
+        let out = self.exec(&["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+/// BLAKE2b-256 of "abc" (RFC 7693's test input), as Python's hashlib computes it.
+const BLAKE2B_ABC: &str = "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319";
+
+#[test]
+fn an_extension_linking_a_debian_library_carries_its_runtime_package_on_both_platforms() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64", "linux/arm64"]);
+    let name = format!("azb/sodium-{}", std::process::id());
+    let image = ctx.root().join("stacks/image.ron");
+    let text = fs_err::read_to_string(&image)
+        .unwrap()
+        .replace("name: \"azb/test\"", &format!("name: \"{name}\""));
+    fs_err::write(&image, text).unwrap();
+    let commit = ctx.commit_fixture("azb_sodium", &[]);
+    ctx.write_recipe(RecipeSpec::new("azb_sodium", commit));
+    add_build_packages(&ctx, "azb_sodium", "\"libsodium-dev\"");
+    let path = ctx.recipe_path("azb_sodium");
+    let with_runtime = fs_err::read_to_string(&path).unwrap().replace(
+        "    depends:",
+        "    runtime_packages: [\"libsodium23\"],\n    depends:",
+    );
+    fs_err::write(&path, &with_runtime).unwrap();
+
+    for (arch, platform) in [("amd64", "linux/amd64"), ("arm64", "linux/arm64")] {
+        let archive = ctx.root().join(format!("{arch}.tar"));
+        ctx.ok(&[
+            "build",
+            "--platform",
+            arch,
+            "--output",
+            &format!("docker-archive:{}", archive.display()),
+        ]);
+        let booted = Booted::start(&archive, &format!("{name}:18"), platform);
+        assert_eq!(
+            booted.psql("SELECT extversion FROM pg_extension WHERE extname = 'azb_sodium'"),
+            "1.0",
+            "created at first boot"
+        );
+        assert_eq!(booted.psql("SELECT azb_sodium_blake2b('abc')"), BLAKE2B_ABC);
+        let listed = booted.exec(&["ls", "/var/lib/dpkg/status.d"]);
+        assert!(
+            String::from_utf8_lossy(&listed.stdout).contains("libsodium23"),
+            "{}",
+            stderr(&listed)
+        );
+    }
+
+    // Without its runtime package, assembly refuses the image and says what to add.
+    fs_err::write(
+        &path,
+        with_runtime.replace("    runtime_packages: [\"libsodium23\"],\n", ""),
+    )
+    .unwrap();
+    let out = ctx.run(&[
+        "build",
+        "--platform",
+        "arm64",
+        "--output",
+        &format!("oci:{}", ctx.root().join("oci").display()),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("`azb_sodium` (linux/arm64)")
+            && text.contains("needs libsodium.so.23")
+            && text.contains("runtime_packages: [\"libsodium23\"]"),
+        "{text}"
+    );
+    assert!(!ctx.root().join("oci/index.json").exists());
+}
