@@ -65,3 +65,21 @@ for platform in amd64 arm64; do
   # shellcheck disable=SC2154 # set by eval above
   echo "$platform: 3 demo derivations cold, one job: host ${t_host}s, docker ${t_docker}s, overhead $(python3 -c "print(f'{($t_docker - $t_host) / 3:.2f}')")s per derivation"
 done
+
+# 3. arm64 cross-compiled in the amd64 builder against the same recipes built in the
+#    emulated arm64 builder (emulate_arm64), cold store, one job; builder images made first.
+mkdir -p "$work/emulated"
+cp -r "$work/docker/recipes" "$work/docker/stacks" "$work/emulated/"
+for recipe in "$work"/emulated/recipes/*.ron; do
+  sed -i 's/    depends:/    emulate_arm64: true,\n    depends:/' "$recipe"
+done
+"$azb" --project "$work/emulated" --cache-dir "$work/store-warmup-emulated" lock update 2>/dev/null
+"$azb" --quiet --project "$work/emulated" --cache-dir "$work/store-warmup-emulated" build --platform arm64 --jobs 1
+for kind in docker emulated; do
+  rm -rf "$work/store-$kind"
+  start=$(now)
+  "$azb" --quiet --project "$work/$kind" --cache-dir "$work/store-$kind" build --platform arm64 --jobs 1
+  eval "a_$kind=$(secs "$start" "$(now)")"
+done
+# shellcheck disable=SC2154 # set by eval above
+echo "arm64, 3 demo derivations cold, one job: cross ${a_docker}s, emulated ${a_emulated}s, ratio $(python3 -c "print(f'{$a_emulated / $a_docker:.1f}')")x"

@@ -19,7 +19,9 @@ use std::process::{Command, Stdio};
 use super::Error;
 use crate::fetch::DebianIndex;
 use crate::fs::{FsError, LockFile, err};
-use crate::recipe::{LOCK_VERSION, Lock, LockedPackage, Platform, PlatformLock, set_key};
+use crate::recipe::{
+    LOCK_VERSION, Lock, LockedBuilders, LockedPackage, Platform, PlatformLock, set_key,
+};
 use crate::store::Store;
 
 /// The Debian release builders are made from.
@@ -53,6 +55,10 @@ const BASE_TOOLS: &[&str] = &[
     "usr-is-merged",
 ];
 
+/// Headers PostgreSQL's own server headers include (libpq-be.h: OpenSSL and GSSAPI), so
+/// every builder has them, for its target: the PostgreSQL toolchain was built with both.
+const SERVER_HEADER_DEPS: &[&str] = &["libssl-dev", "libkrb5-dev"];
+
 /// What the arm64 cross builder adds to the tools: the aarch64 compilers and the arm64 C
 /// library (multiarch), whose headers are the only ones the cross compiler sees.
 const ARM64_CROSS: &[&str] = &[
@@ -62,25 +68,27 @@ const ARM64_CROSS: &[&str] = &[
     "libc6-dev:arm64",
 ];
 
-/// What apt is asked for to make the base builder of `platform`: the essential set and
-/// the tools (and, for arm64, the cross compilers).
+/// What apt is asked for to make the base builder of `platform`: the essential set, the
+/// tools (and, for arm64, the cross compilers) and the headers PostgreSQL's need.
 pub fn base_wanted(native: &str, platform: Platform) -> Vec<String> {
     let mut wanted = vec![format!("?and(?essential,?architecture({native}))")];
     wanted.extend(BASE_TOOLS.iter().map(|s| (*s).to_owned()));
     if platform != native_platform(native) {
         wanted.extend(ARM64_CROSS.iter().map(|s| (*s).to_owned()));
     }
+    let headers: Vec<String> = SERVER_HEADER_DEPS.iter().map(|s| (*s).to_owned()).collect();
+    wanted.extend(set_wanted(native, platform, &headers));
     wanted
 }
 
 /// The packages apt is asked for on top of the base for a `build_packages` set: for a
-/// cross builder, development libraries (`lib*-dev`) are the target's (`name:arm64`);
-/// tools, and what they run (perl modules), stay the builder's own.
+/// cross builder, development packages (`*-dev`: headers and libraries) are the target's
+/// (`name:arm64`); tools, and what they run (perl modules), stay the builder's own.
 pub fn set_wanted(native: &str, platform: Platform, set: &[String]) -> Vec<String> {
     let cross = platform != native_platform(native);
     set.iter()
         .map(|name| {
-            if cross && name.starts_with("lib") && name.ends_with("-dev") && !name.contains(':') {
+            if cross && name.ends_with("-dev") && !name.contains(':') {
                 format!("{name}:{}", platform.oci_arch())
             } else {
                 name.clone()
@@ -113,6 +121,7 @@ pub fn toolchain_hash(prefix: &Path) -> Result<String, FsError> {
 pub fn resolve_lock(
     index: &DebianIndex,
     sets: &BTreeSet<Vec<String>>,
+    emulated_sets: &BTreeSet<Vec<String>>,
     runtime: &BTreeSet<String>,
     toolchains: &BTreeMap<Platform, PathBuf>,
 ) -> Result<Lock, Error> {
@@ -138,6 +147,7 @@ pub fn resolve_lock(
             base,
             sets: BTreeMap::new(),
             runtime: BTreeMap::new(),
+            emulated: None,
         };
         for set in sets.iter().filter(|s| !s.is_empty()) {
             let mut wanted = base_wanted.clone();
@@ -149,6 +159,10 @@ pub fn resolve_lock(
                 .collect();
             locked.sets.insert(set_key(set), extra);
         }
+        let foreign = platform.oci_arch() != index.native;
+        if foreign && !emulated_sets.is_empty() {
+            locked.emulated = Some(resolve_emulated(index, platform, emulated_sets)?);
+        }
         for name in runtime {
             // As the image's own system would: its architecture is the native one.
             let closure = index
@@ -159,6 +173,35 @@ pub fn resolve_lock(
         lock.platforms.insert(platform, locked);
     }
     Ok(lock)
+}
+
+/// The emulated builders of `platform`: its own architecture's packages (base and
+/// `sets`), resolved as that system would.
+fn resolve_emulated(
+    index: &DebianIndex,
+    platform: Platform,
+    sets: &BTreeSet<Vec<String>>,
+) -> Result<LockedBuilders, Error> {
+    let arch = platform.oci_arch();
+    let resolve = |wanted: &[String]| {
+        index
+            .resolve_as(arch, wanted)
+            .map_err(|source| Error::Lock { platform, source })
+    };
+    let base_wanted = base_wanted(arch, platform);
+    let mut builders = LockedBuilders {
+        base: resolve(&base_wanted)?,
+        sets: BTreeMap::new(),
+    };
+    for set in sets.iter().filter(|s| !s.is_empty()) {
+        let wanted = [base_wanted.clone(), set.clone()].concat();
+        let extra = resolve(&wanted)?
+            .into_iter()
+            .filter(|p| !builders.base.contains(p))
+            .collect();
+        builders.sets.insert(set_key(set), extra);
+    }
+    Ok(builders)
 }
 
 /// The Docker engine, through its command-line client (`DOCKER_HOST` and the client's
@@ -248,10 +291,15 @@ pub struct ImageMaker<'a> {
 impl ImageMaker<'_> {
     /// The tag of the builder for `build_packages` on `platform`, made first if the engine
     /// lacks it. Concurrent callers (threads or processes) make it once.
-    pub fn ensure(&self, platform: Platform, build_packages: &[String]) -> Result<String, Error> {
+    pub fn ensure(
+        &self,
+        platform: Platform,
+        build_packages: &[String],
+        emulated: bool,
+    ) -> Result<String, Error> {
         let identity = self
             .lock
-            .builder_identity(platform, build_packages)
+            .builder_identity(platform, build_packages, emulated)
             .map_err(|problem| Error::LockMissing { problem })?;
         let tag = image_tag(&identity);
         if self.docker.has_image(&tag)? {
@@ -264,11 +312,17 @@ impl ImageMaker<'_> {
         if self.docker.has_image(&tag)? {
             return Ok(tag);
         }
-        self.make(platform, build_packages, &tag)?;
+        self.make(platform, build_packages, emulated, &tag)?;
         Ok(tag)
     }
 
-    fn make(&self, platform: Platform, build_packages: &[String], tag: &str) -> Result<(), Error> {
+    fn make(
+        &self,
+        platform: Platform,
+        build_packages: &[String],
+        emulated: bool,
+        tag: &str,
+    ) -> Result<(), Error> {
         let locked = &self.lock.platforms[&platform];
         let found = toolchain_hash(self.toolchain).map_err(|e| Error::Toolchain {
             platform,
@@ -284,11 +338,16 @@ impl ImageMaker<'_> {
         }
         let packages = self
             .lock
-            .packages(platform, build_packages)
+            .packages(platform, build_packages, emulated)
             .map_err(|problem| Error::LockMissing { problem })?;
         let index = DebianIndex::from_env().map_err(|source| Error::Lock { platform, source })?;
+        let system = if emulated {
+            platform.oci_arch()
+        } else {
+            index.native.as_str()
+        };
         index
-            .check_served(&packages)
+            .check_served(system, &packages)
             .map_err(|source| Error::Lock { platform, source })?;
         let tmp = self.store.layout().tmp();
         let work = tempfile::Builder::new()
@@ -303,8 +362,12 @@ impl ImageMaker<'_> {
             .try_clone()
             .map_err(|e| FsError::new("open", &log, e))?;
         let includes: Vec<String> = packages.iter().map(|p| p.apt_spec()).collect();
+        // An emulated builder is the platform's own system; a cross one is this machine's
+        // with the platform's libraries beside.
         let mut architectures = vec![index.native.clone()];
-        if platform.oci_arch() != index.native {
+        if emulated {
+            architectures = vec![platform.oci_arch().to_owned()];
+        } else if platform.oci_arch() != index.native {
             architectures.push(platform.oci_arch().to_owned());
         }
         tracing::info!(%platform, tag, packages = includes.len(), "making a builder image");
@@ -340,6 +403,8 @@ impl ImageMaker<'_> {
             .docker
             .command([
                 "import",
+                "--platform",
+                platform.as_str(),
                 "--change",
                 &format!("USER {BUILD_UID}:{BUILD_UID}"),
                 "--change",
@@ -368,16 +433,23 @@ impl ImageMaker<'_> {
                 detail: super::log_tail(&log, 20),
             });
         }
-        self.check(tag, &packages)
+        self.check(tag, &packages, platform)
     }
 
     /// Fails (and removes the image) unless the image holds exactly the locked versions.
-    fn check(&self, tag: &str, packages: &[&LockedPackage]) -> Result<(), Error> {
+    fn check(
+        &self,
+        tag: &str,
+        packages: &[&LockedPackage],
+        platform: Platform,
+    ) -> Result<(), Error> {
         let listed = self.docker.output(&[
             "run",
             "--rm",
             "--network",
             "none",
+            "--platform",
+            platform.as_str(),
             tag,
             "dpkg-query",
             "-W",
@@ -438,10 +510,16 @@ mod tests {
             "libsodium-dev".to_owned(),
             "cmake".to_owned(),
             "libjson-xs-perl".to_owned(),
+            "zlib1g-dev".to_owned(),
         ];
         assert_eq!(
             set_wanted("amd64", Platform::Arm64, &set),
-            ["libsodium-dev:arm64", "cmake", "libjson-xs-perl"]
+            [
+                "libsodium-dev:arm64",
+                "cmake",
+                "libjson-xs-perl",
+                "zlib1g-dev:arm64"
+            ]
         );
         assert_eq!(set_wanted("amd64", Platform::Amd64, &set), set);
         assert!(base_wanted("amd64", Platform::Arm64).contains(&"libc6-dev:arm64".to_owned()));

@@ -21,7 +21,7 @@ use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged};
 use super::kind::KindPaths;
 use crate::drv::Derivation;
 use crate::fs::{FsError, err};
-use crate::recipe::{Build, Lock, Platform};
+use crate::recipe::{Build, EMULATED_PREFIX, Lock, Platform};
 use crate::store::Store;
 
 /// Resource limits of one build container.
@@ -95,12 +95,17 @@ impl Executor for DockerExecutor {
             toolchain: &self.toolchain,
             pg_major: self.pg_major,
         };
-        let image = maker.ensure(drv.platform, &drv.build_packages)?;
+        // The builder identity says which builder: an emulated one is the platform's own
+        // system under qemu, a cross one this machine's with the target's libraries.
+        let emulated = drv.builder.starts_with(EMULATED_PREFIX);
+        let image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
         let prefix = guest_prefix(drv.pg_major);
         let name = drv.name.as_str();
-        let (cc, strip) = match self.platform {
-            Platform::Amd64 => ("gcc", "strip"),
-            Platform::Arm64 => ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-strip"),
+        let cross = self.platform != Platform::Amd64 && !emulated;
+        let (cc, strip) = if cross {
+            ("aarch64-linux-gnu-gcc", "aarch64-linux-gnu-strip")
+        } else {
+            ("gcc", "strip")
         };
         let mut env = spec.env.clone();
         env.insert(
@@ -109,7 +114,7 @@ impl Executor for DockerExecutor {
         );
         env.insert("HOME".into(), format!("{WORK}/home"));
         env.insert("TMPDIR".into(), format!("{WORK}/tmp"));
-        if self.platform == Platform::Arm64 {
+        if cross {
             // pkg-config sees the target's .pc files only.
             env.insert(
                 "PKG_CONFIG_LIBDIR".into(),
@@ -125,8 +130,15 @@ impl Executor for DockerExecutor {
         let user = format!("{BUILD_UID}:{BUILD_UID}");
         let pids = self.limits.pids.to_string();
         let cpus = spec.make_jobs.max(1).to_string();
+        let engine_platform = if emulated {
+            self.platform.as_str()
+        } else {
+            Platform::Amd64.as_str()
+        };
         self.docker.output(&[
             "create",
+            "--platform",
+            engine_platform,
             "--name",
             &container,
             "--network",

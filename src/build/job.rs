@@ -82,7 +82,7 @@ pub fn build(
             subdir: drv.subdir.clone().unwrap_or_default(),
         });
     }
-    ctx.reporter.build_step(&hash, "toolchain");
+    ctx.reporter.build_step(&hash, "prepare sandbox");
     let env: BTreeMap<String, String> = [
         ("LANG", "C".to_owned()),
         ("LC_ALL", "C".to_owned()),

@@ -40,6 +40,18 @@ pub fn update(global: &GlobalSettings) -> Result<(), Failure> {
             set
         })
         .collect();
+    let emulated_sets: BTreeSet<Vec<String>> = project
+        .recipes
+        .recipes
+        .values()
+        .filter(|l| l.recipe.enabled && l.recipe.emulate_arm64)
+        .map(|l| {
+            let mut set = l.recipe.build_packages.clone();
+            set.sort();
+            set.dedup();
+            set
+        })
+        .collect();
     let runtime: BTreeSet<String> = project
         .recipes
         .recipes
@@ -48,7 +60,7 @@ pub fn update(global: &GlobalSettings) -> Result<(), Failure> {
         .flat_map(|l| l.recipe.runtime_packages.iter().cloned())
         .collect();
     let index = DebianIndex::from_env().map_err(Failure::environment)?;
-    let lock = crate::build::resolve_lock(&index, &sets, &runtime, &toolchains)
+    let lock = crate::build::resolve_lock(&index, &sets, &emulated_sets, &runtime, &toolchains)
         .map_err(Failure::environment)?;
     let path = project.root.join(LOCK_FILE);
     write_atomic(&project.root, &path, lock.render().as_bytes()).map_err(Failure::environment)?;

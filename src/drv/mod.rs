@@ -94,15 +94,17 @@ pub enum Builders<'l> {
 }
 
 impl Builders<'_> {
-    /// The identity of the builder of a recipe with `build_packages` on `platform`.
+    /// The identity of the builder of a recipe with `build_packages` on `platform`
+    /// (`emulated`: the recipe builds arm64 in an emulated builder, not a cross one).
     pub fn identity(
         &self,
         platform: Platform,
         build_packages: &[String],
+        emulated: bool,
     ) -> Result<String, LockProblem> {
         match self {
             Builders::Host(identity) => Ok(identity.clone()),
-            Builders::Locked(lock) => lock.builder_identity(platform, build_packages),
+            Builders::Locked(lock) => lock.builder_identity(platform, build_packages, emulated),
         }
     }
 }
@@ -172,7 +174,11 @@ impl<'a> Plan<'a> {
                     builder: {
                         let base = match builders.get(&platform) {
                             Some(builders) => builders
-                                .identity(platform, &build_packages)
+                                .identity(
+                                    platform,
+                                    &build_packages,
+                                    r.emulate_arm64 && platform == Platform::Arm64,
+                                )
                                 .map_err(|problem| NoBuilder {
                                     name: r.name.clone(),
                                     problem,

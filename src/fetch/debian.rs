@@ -91,11 +91,11 @@ impl DebianIndex {
         Ok(packages)
     }
 
-    /// Fails, naming the first one, unless every package of `locked` is still served at
-    /// its version with its sha256.
-    pub fn check_served(&self, locked: &[&LockedPackage]) -> Result<(), Error> {
+    /// Fails, naming the first one, unless every package of `locked` (a system whose own
+    /// architecture is `arch`) is still served at its version with its sha256.
+    pub fn check_served(&self, arch: &str, locked: &[&LockedPackage]) -> Result<(), Error> {
         let specs: Vec<String> = locked.iter().map(|p| p.apt_spec()).collect();
-        let served = self.resolve(&specs).map_err(|e| match e {
+        let served = self.resolve_as(arch, &specs).map_err(|e| match e {
             Error::Resolve { detail, .. } => Error::NotServed { detail },
             other => other,
         })?;

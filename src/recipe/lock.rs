@@ -17,6 +17,9 @@ use super::Platform;
 /// Bumped when the lock's meaning changes; part of every builder identity.
 pub const LOCK_VERSION: u32 = 1;
 
+/// How an emulated builder's identity starts (a cross or native one's: `docker:`).
+pub const EMULATED_PREFIX: &str = "docker-emulated:";
+
 /// The lock file's name in the project root.
 pub const LOCK_FILE: &str = "builders.lock";
 
@@ -68,6 +71,20 @@ pub struct PlatformLock {
     /// for this platform's architecture. The image carries those its base lacks.
     #[serde(default)]
     pub runtime: BTreeMap<String, Vec<LockedPackage>>,
+    /// The emulated builders of a foreign platform (recipes with `emulate_arm64`): the
+    /// platform's own packages, run under qemu. Absent when no recipe asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<Builders>,
+}
+
+/// A base builder and its `build_packages` sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Builders {
+    /// Every package of the base builder.
+    pub base: Vec<LockedPackage>,
+    /// Per `build_packages` set: what it adds.
+    pub sets: BTreeMap<String, Vec<LockedPackage>>,
 }
 
 /// The whole lock.
@@ -88,6 +105,12 @@ pub enum LockProblem {
     /// The platform has no builders in the lock.
     #[error("builders.lock has no builders for {platform}")]
     NoPlatform {
+        /// The platform.
+        platform: Platform,
+    },
+    /// A recipe asks for an emulated builder the lock does not have.
+    #[error("builders.lock has no emulated builders for {platform}")]
+    NoEmulated {
         /// The platform.
         platform: Platform,
     },
@@ -138,21 +161,30 @@ impl Lock {
     }
 
     /// Every package of the builder for `build_packages` on `platform` (base first, then
-    /// the set's), or why the lock cannot say.
+    /// the set's), emulated or not, or why the lock cannot say.
     pub fn packages(
         &self,
         platform: Platform,
         build_packages: &[String],
+        emulated: bool,
     ) -> Result<Vec<&LockedPackage>, LockProblem> {
         let locked = self
             .platforms
             .get(&platform)
             .ok_or(LockProblem::NoPlatform { platform })?;
-        let mut all: Vec<&LockedPackage> = locked.base.iter().collect();
+        let (base, sets) = if emulated {
+            let builders = locked
+                .emulated
+                .as_ref()
+                .ok_or(LockProblem::NoEmulated { platform })?;
+            (&builders.base, &builders.sets)
+        } else {
+            (&locked.base, &locked.sets)
+        };
+        let mut all: Vec<&LockedPackage> = base.iter().collect();
         let key = set_key(build_packages);
         if !key.is_empty() {
-            let extra = locked
-                .sets
+            let extra = sets
                 .get(&key)
                 .ok_or(LockProblem::NoSet { platform, set: key })?;
             all.extend(extra);
@@ -188,14 +220,16 @@ impl Lock {
     }
 
     /// The identity of the builder for `build_packages` on `platform`, as it enters every
-    /// derivation built with it: `docker:` + blake3 over the lock version, the platform,
-    /// the toolchain and each package of the builder (sorted, length-prefixed).
+    /// derivation built with it: `docker:` (`docker-emulated:` for an emulated builder) +
+    /// blake3 over the lock version, the platform, the mode, the toolchain and each
+    /// package of the builder (sorted, length-prefixed).
     pub fn builder_identity(
         &self,
         platform: Platform,
         build_packages: &[String],
+        emulated: bool,
     ) -> Result<String, LockProblem> {
-        let mut packages = self.packages(platform, build_packages)?;
+        let mut packages = self.packages(platform, build_packages, emulated)?;
         packages.sort();
         let toolchain = &self.platforms[&platform].toolchain;
         let mut hasher = blake3::Hasher::new();
@@ -207,13 +241,17 @@ impl Lock {
         field(&LOCK_VERSION.to_le_bytes());
         field(self.distribution.as_bytes());
         field(platform.as_str().as_bytes());
+        if emulated {
+            field(b"emulated");
+        }
         field(toolchain.as_bytes());
         for p in packages {
             for part in [&p.name, &p.version, &p.arch, &p.sha256] {
                 field(part.as_bytes());
             }
         }
-        Ok(format!("docker:{}", hasher.finalize().to_hex()))
+        let prefix = if emulated { EMULATED_PREFIX } else { "docker:" };
+        Ok(format!("{prefix}{}", hasher.finalize().to_hex()))
     }
 }
 
@@ -247,6 +285,7 @@ mod tests {
                     base: vec![package("gcc", "12"), package("make", "4.3")],
                     sets,
                     runtime: BTreeMap::new(),
+                    emulated: None,
                 },
             )]
             .into(),
@@ -256,12 +295,12 @@ mod tests {
     #[test]
     fn a_set_changes_only_its_own_builder() {
         let lock = lock();
-        let none = lock.builder_identity(Platform::Amd64, &[]).unwrap();
+        let none = lock.builder_identity(Platform::Amd64, &[], false).unwrap();
         let sodium = lock
-            .builder_identity(Platform::Amd64, &["libsodium-dev".into()])
+            .builder_identity(Platform::Amd64, &["libsodium-dev".into()], false)
             .unwrap();
         let curl = lock
-            .builder_identity(Platform::Amd64, &["libcurl-dev".into()])
+            .builder_identity(Platform::Amd64, &["libcurl-dev".into()], false)
             .unwrap();
         assert!(none.starts_with("docker:"));
         assert_ne!(none, sodium);
@@ -275,10 +314,13 @@ mod tests {
             .get_mut("libsodium-dev")
             .unwrap()[0]
             .version = "1.0.19-1".into();
-        assert_eq!(newer.builder_identity(Platform::Amd64, &[]).unwrap(), none);
+        assert_eq!(
+            newer.builder_identity(Platform::Amd64, &[], false).unwrap(),
+            none
+        );
         assert_ne!(
             newer
-                .builder_identity(Platform::Amd64, &["libsodium-dev".into()])
+                .builder_identity(Platform::Amd64, &["libsodium-dev".into()], false)
                 .unwrap(),
             sodium
         );
@@ -287,14 +329,20 @@ mod tests {
     #[test]
     fn a_set_missing_from_the_lock_is_named() {
         let problem = lock()
-            .builder_identity(Platform::Amd64, &["zz".into(), "aa".into(), "zz".into()])
+            .builder_identity(
+                Platform::Amd64,
+                &["zz".into(), "aa".into(), "zz".into()],
+                false,
+            )
             .unwrap_err();
         assert_eq!(
             problem.to_string(),
             "builders.lock has no builder for linux/amd64 with build_packages [aa zz]"
         );
         assert_eq!(
-            lock().builder_identity(Platform::Arm64, &[]).unwrap_err(),
+            lock()
+                .builder_identity(Platform::Arm64, &[], false)
+                .unwrap_err(),
             LockProblem::NoPlatform {
                 platform: Platform::Arm64
             }

@@ -26,7 +26,10 @@ pub use license::{
     license_of_tree,
 };
 pub use load::{LoadedRecipe, Project, RecipeSet, is_relative_subdir, is_version, load_recipes};
-pub use lock::{LOCK_FILE, LOCK_VERSION, Lock, LockProblem, LockedPackage, PlatformLock, set_key};
+pub use lock::{
+    Builders as LockedBuilders, EMULATED_PREFIX, LOCK_FILE, LOCK_VERSION, Lock, LockProblem,
+    LockedPackage, PlatformLock, set_key,
+};
 pub use model::{
     BadCommit, BadName, Build, CommitSha, Recipe, RecipeKind, RecipeName, RuntimeFlags, Source,
 };

@@ -318,6 +318,10 @@ pub struct Recipe {
     /// Builder-image packages the build needs.
     #[serde(default)]
     pub build_packages: Vec<String>,
+    /// Build linux/arm64 in an emulated arm64 builder (qemu) instead of cross-compiling in
+    /// the amd64 one: the fallback for builds that cannot cross (about 8× slower).
+    #[serde(default)]
+    pub emulate_arm64: bool,
     /// Shared libraries the final image must carry.
     #[serde(default)]
     pub runtime_packages: Vec<String>,

@@ -400,3 +400,56 @@ fn an_extension_linking_a_debian_library_carries_its_runtime_package_on_both_pla
     );
     assert!(!ctx.root().join("oci/index.json").exists());
 }
+
+/// A build that only works on an arm64 system (it checks, as a build that runs what it
+/// compiles would need), else the azb_script fixture's commands.
+const NATIVE_ONLY: &str = "[ \\\"$(uname -m)\\\" = aarch64 ] || { echo \\\"not an arm64 system: this build cannot cross\\\" >&2; exit 1; }; $CC -O2 -fPIC -shared -I$($PG_CONFIG --includedir-server) -o azb_script.so azb_script.c && lib=$DESTDIR$($PG_CONFIG --pkglibdir) && share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mkdir -p $lib $share && cp azb_script.so $lib/ && cp azb_script.control azb_script--1.0.sql $share/";
+
+#[test]
+fn a_recipe_that_cannot_cross_builds_in_an_emulated_arm64_builder() {
+    let shared = shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64", "linux/arm64"]);
+    let commit = ctx.commit_fixture("azb_script", &[]);
+    let recipe = |emulate: bool| {
+        fs_err::write(
+            ctx.recipe_path("azb_script"),
+            format!(
+                "Recipe(name: \"azb_script\", kind: Extension, source: Git(url: \"{UPSTREAM}azb_script\", commit: \"{commit}\"), build: Script(script: \"{NATIVE_ONLY}\"), emulate_arm64: {emulate})\n"
+            ),
+        )
+        .unwrap();
+    };
+    // Cross-compiled (the default), it cannot build.
+    recipe(false);
+    let out = ctx.run(&["build", "--platform", "arm64"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("this build cannot cross"),
+        "{}",
+        stderr(&out)
+    );
+    // In the emulated builder it does, and loads into PostgreSQL 18 under qemu.
+    recipe(true);
+    let out = ctx.run(&["plan", "--json", "--platform", "arm64"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["derivations"][0]["builder"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("docker-emulated:")),
+        "{json}"
+    );
+    ctx.ok(&["build", "--platform", "arm64"]);
+    let arm64 = artifacts(&ctx, "arm64");
+    assert_eq!(
+        machines(&arm64).iter().map(|m| m.1).collect::<Vec<_>>(),
+        [Some(183)]
+    );
+    let server = PgServer::start(
+        &shared.toolchains.join("pg18-arm64"),
+        &shared.toolchains.join("pg18-amd64"),
+        &arm64,
+    );
+    server.psql("CREATE EXTENSION azb_script");
+    assert_eq!(server.psql("SELECT azb_script_answer()"), "106");
+}

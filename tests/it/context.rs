@@ -39,23 +39,24 @@ pub fn shared() -> &'static Shared {
 }
 
 /// A builders.lock for test projects that build in builder containers, resolved once per
-/// test process (`azb lock update` on a project whose recipes ask for no package, and for
-/// libsodium-dev to build and libsodium23 to run), so every such test shares its builder
-/// images.
+/// test process (`azb lock update` on a project whose recipes ask for no package, for
+/// libsodium-dev to build and libsodium23 to run, and for the emulated arm64 builder), so
+/// every such test shares its builder images.
 pub fn shared_lock() -> &'static str {
     static LOCK: OnceLock<String> = OnceLock::new();
     LOCK.get_or_init(|| {
         shared();
         let ctx = TestContext::new();
         ctx.use_builders_without_lock(&["linux/amd64", "linux/arm64"]);
-        for (name, packages, runtime) in [
-            ("plain", "", ""),
-            ("sodium", "\"libsodium-dev\"", "\"libsodium23\""),
+        for (name, packages, runtime, emulate) in [
+            ("plain", "", "", false),
+            ("sodium", "\"libsodium-dev\"", "\"libsodium23\"", false),
+            ("native", "", "", true),
         ] {
             fs_err::write(
                 ctx.recipe_path(name),
                 format!(
-                    "Recipe(name: \"{name}\", kind: Extension, source: Git(url: \"u\", commit: \"{}\"), build: Pgxs(), build_packages: [{packages}], runtime_packages: [{runtime}])",
+                    "Recipe(name: \"{name}\", kind: Extension, source: Git(url: \"u\", commit: \"{}\"), build: Pgxs(), build_packages: [{packages}], runtime_packages: [{runtime}], emulate_arm64: {emulate})",
                     "0".repeat(40)
                 ),
             )
