@@ -403,8 +403,6 @@ impl ImageMaker<'_> {
             .docker
             .command([
                 "import",
-                "--platform",
-                platform.as_str(),
                 "--change",
                 &format!("USER {BUILD_UID}:{BUILD_UID}"),
                 "--change",
@@ -433,23 +431,18 @@ impl ImageMaker<'_> {
                 detail: super::log_tail(&log, 20),
             });
         }
-        self.check(tag, &packages, platform)
+        self.check(tag, &packages)
     }
 
     /// Fails (and removes the image) unless the image holds exactly the locked versions.
-    fn check(
-        &self,
-        tag: &str,
-        packages: &[&LockedPackage],
-        platform: Platform,
-    ) -> Result<(), Error> {
+    /// (No `--platform`: `docker import` labels every image with the engine's own, and an
+    /// emulated builder's arm64 programs run through the kernel's qemu-user binfmt.)
+    fn check(&self, tag: &str, packages: &[&LockedPackage]) -> Result<(), Error> {
         let listed = self.docker.output(&[
             "run",
             "--rm",
             "--network",
             "none",
-            "--platform",
-            platform.as_str(),
             tag,
             "dpkg-query",
             "-W",

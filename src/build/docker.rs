@@ -130,15 +130,8 @@ impl Executor for DockerExecutor {
         let user = format!("{BUILD_UID}:{BUILD_UID}");
         let pids = self.limits.pids.to_string();
         let cpus = spec.make_jobs.max(1).to_string();
-        let engine_platform = if emulated {
-            self.platform.as_str()
-        } else {
-            Platform::Amd64.as_str()
-        };
         self.docker.output(&[
             "create",
-            "--platform",
-            engine_platform,
             "--name",
             &container,
             "--network",
@@ -290,7 +283,7 @@ impl Sandbox for DockerSandbox {
         if !self.copied {
             let work_tree = Path::new(WORK).join(self.drv.name.as_str());
             let prepare = format!(
-                "cp -R /build/src '{0}' && chmod -R u+w '{0}'",
+                "mkdir '{0}' && cp -R /build/src/. '{0}/' && chmod -R u+w '{0}'",
                 work_tree.display()
             );
             let argv = vec!["sh".to_owned(), "-c".to_owned(), prepare];
@@ -305,6 +298,7 @@ impl Sandbox for DockerSandbox {
                 &self.drv,
                 &self.log,
             )?;
+            self.copied = true;
         }
         run_logged(self.exec(&step.cwd, &step.argv), step, &self.drv, &self.log)
     }

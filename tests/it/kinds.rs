@@ -111,3 +111,18 @@ fn a_cargo_pgrx_source_without_cargo_lock_is_a_clear_error() {
         "nothing installed for a bad source"
     );
 }
+
+#[test]
+fn every_build_kind_builds_in_builder_containers_and_loads_on_both_platforms() {
+    let shared = shared();
+    let ctx = project();
+    ctx.use_builders(&["linux/amd64", "linux/arm64"]);
+    for platform in ["amd64", "arm64"] {
+        let out = ctx.run(&["build", "--platform", platform]);
+        assert!(out.status.success(), "{platform}: {}", stderr(&out));
+    }
+    let amd64 = shared.toolchains.join("pg18-amd64");
+    check(&PgServer::start(&amd64, &amd64, &artifacts(&ctx, "amd64")));
+    let arm64 = shared.toolchains.join("pg18-arm64");
+    check(&PgServer::start(&arm64, &amd64, &artifacts(&ctx, "arm64")));
+}
