@@ -7,8 +7,24 @@ use std::process::Command;
 
 use crate::context::{repo_root, shared, stderr, valid_cyclonedx};
 
-/// name -> (kind, commit, enabled) from upstream-pins.tsv.
+/// name -> (kind, commit, enabled) from upstream-pins.tsv, except that a recipe whose file
+/// says why it is disabled here (a `// Disabled:` comment: it cannot be built from this
+/// project's builders) counts as disabled.
 fn pins() -> BTreeMap<String, (String, String, bool)> {
+    upstream_pins()
+        .into_iter()
+        .map(|(name, (kind, commit, enabled))| {
+            let file = repo_root().join("recipes").join(format!("{name}.ron"));
+            let documented = fs_err::read_to_string(&file)
+                .map(|text| text.contains("\n// Disabled: "))
+                .unwrap_or(false);
+            (name, (kind, commit, enabled && !documented))
+        })
+        .collect()
+}
+
+/// name -> (kind, commit, enabled) as upstream-pins.tsv says.
+fn upstream_pins() -> BTreeMap<String, (String, String, bool)> {
     let path = repo_root().join("../shared/upstream-pins.tsv");
     let text =
         fs_err::read_to_string(&path).expect("../shared/upstream-pins.tsv beside the checkout");
