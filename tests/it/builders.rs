@@ -406,6 +406,7 @@ fn an_extension_linking_a_debian_library_carries_its_runtime_package_on_both_pla
 const NATIVE_ONLY: &str = "[ \\\"$(uname -m)\\\" = aarch64 ] || { echo \\\"not an arm64 system: this build cannot cross\\\" >&2; exit 1; }; $CC -O2 -fPIC -shared -I$($PG_CONFIG --includedir-server) -o azb_script.so azb_script.c && lib=$DESTDIR$($PG_CONFIG --pkglibdir) && share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mkdir -p $lib $share && cp azb_script.so $lib/ && cp azb_script.control azb_script--1.0.sql $share/";
 
 #[test]
+#[ignore = "slow: makes the emulated arm64 builder under qemu (about 13 minutes on two cores)"]
 fn a_recipe_that_cannot_cross_builds_in_an_emulated_arm64_builder() {
     let shared = shared();
     let ctx = TestContext::new();
