@@ -180,7 +180,7 @@ pub enum Error {
     },
     /// Installing a pinned build tool failed.
     #[error(
-        "cannot install {tool} {version} (for `{name}`): `cargo install` failed ({status})\n{tail}\nhint: check that {tool} {version} exists on crates.io and that crates.io is reachable, or install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}"
+        "cannot install {tool} {version} (for `{name}`): `cargo install` failed ({status})\n{tail}\nhint: check that {tool} {version} exists in the crate registry and that the registry is reachable, or install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}"
     )]
     ToolInstall {
         /// The recipe that needs it.

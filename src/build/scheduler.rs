@@ -118,7 +118,7 @@ impl Scheduler<'_> {
             if fetch_crates {
                 self.reporter.fetching(
                     &recipe.name,
-                    &format!("crates.io (cargo-pgrx {pgrx} and the crates of Cargo.lock)"),
+                    &format!("the crate registry (cargo-pgrx {pgrx} and the crates of Cargo.lock)"),
                 );
             }
             match prepare(self.store, self.fetcher, planned, fetch_crates) {

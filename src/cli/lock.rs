@@ -28,36 +28,27 @@ pub fn update(global: &GlobalSettings) -> Result<(), Failure> {
             project.image_file.name
         )));
     }
-    let sets: BTreeSet<Vec<String>> = project
-        .recipes
-        .recipes
-        .values()
-        .filter(|l| l.recipe.enabled)
-        .map(|l| {
-            let mut set = l.recipe.build_packages.clone();
-            set.sort();
-            set.dedup();
-            set
-        })
+    let enabled = || {
+        project
+            .recipes
+            .recipes
+            .values()
+            .map(|l| &l.recipe)
+            .filter(|r| r.enabled)
+    };
+    let sorted = |packages: &[String]| {
+        let mut set = packages.to_vec();
+        set.sort();
+        set.dedup();
+        set
+    };
+    let sets: BTreeSet<Vec<String>> = enabled().map(|r| sorted(&r.build_packages)).collect();
+    let emulated_sets: BTreeSet<Vec<String>> = enabled()
+        .filter(|r| r.emulate_arm64)
+        .map(|r| sorted(&r.build_packages))
         .collect();
-    let emulated_sets: BTreeSet<Vec<String>> = project
-        .recipes
-        .recipes
-        .values()
-        .filter(|l| l.recipe.enabled && l.recipe.emulate_arm64)
-        .map(|l| {
-            let mut set = l.recipe.build_packages.clone();
-            set.sort();
-            set.dedup();
-            set
-        })
-        .collect();
-    let runtime: BTreeSet<String> = project
-        .recipes
-        .recipes
-        .values()
-        .filter(|l| l.recipe.enabled)
-        .flat_map(|l| l.recipe.runtime_packages.iter().cloned())
+    let runtime: BTreeSet<String> = enabled()
+        .flat_map(|r| r.runtime_packages.iter().cloned())
         .collect();
     let index = DebianIndex::from_env().map_err(Failure::environment)?;
     let lock = crate::build::resolve_lock(&index, &sets, &emulated_sets, &runtime, &toolchains)

@@ -314,7 +314,7 @@ pub fn is_relative_subdir(subdir: &str) -> bool {
             .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
-/// A release version as crates.io spells it: `MAJOR.MINOR.PATCH`, optionally with a
+/// A release version as the crate registry spells it: `MAJOR.MINOR.PATCH`, optionally with a
 /// `-pre` or `+build` suffix of letters, digits, `.` and `-`.
 pub fn is_version(text: &str) -> bool {
     let (core, suffix) = match text.find(['-', '+']) {

@@ -63,18 +63,23 @@ fn check(server: &PgServer) {
     }
 }
 
-#[test]
-fn cmake_meson_make_and_sql_kinds_build_and_load_on_both_platforms() {
+/// Builds every kind's fixture for both platforms and loads each set into PostgreSQL 18.
+fn build_and_check(ctx: &TestContext) {
     let shared = shared();
-    let ctx = project();
     for platform in ["amd64", "arm64"] {
         let out = ctx.run(&["build", "--platform", platform]);
         assert!(out.status.success(), "{platform}: {}", stderr(&out));
     }
     let amd64 = shared.toolchains.join("pg18-amd64");
-    check(&PgServer::start(&amd64, &amd64, &artifacts(&ctx, "amd64")));
+    check(&PgServer::start(&amd64, &amd64, &artifacts(ctx, "amd64")));
     let arm64 = shared.toolchains.join("pg18-arm64");
-    check(&PgServer::start(&arm64, &amd64, &artifacts(&ctx, "arm64")));
+    check(&PgServer::start(&arm64, &amd64, &artifacts(ctx, "arm64")));
+}
+
+#[test]
+fn cmake_meson_make_and_sql_kinds_build_and_load_on_both_platforms() {
+    shared();
+    build_and_check(&project());
 }
 
 #[test]
@@ -114,15 +119,8 @@ fn a_cargo_pgrx_source_without_cargo_lock_is_a_clear_error() {
 
 #[test]
 fn every_build_kind_builds_in_builder_containers_and_loads_on_both_platforms() {
-    let shared = shared();
+    shared();
     let ctx = project();
     ctx.use_builders(&["linux/amd64", "linux/arm64"]);
-    for platform in ["amd64", "arm64"] {
-        let out = ctx.run(&["build", "--platform", platform]);
-        assert!(out.status.success(), "{platform}: {}", stderr(&out));
-    }
-    let amd64 = shared.toolchains.join("pg18-amd64");
-    check(&PgServer::start(&amd64, &amd64, &artifacts(&ctx, "amd64")));
-    let arm64 = shared.toolchains.join("pg18-arm64");
-    check(&PgServer::start(&arm64, &amd64, &artifacts(&ctx, "arm64")));
+    build_and_check(&ctx);
 }

@@ -160,7 +160,7 @@ fn a_cargo_pgrx_version_that_cannot_be_installed_is_a_clear_error() {
         text.contains("cannot install cargo-pgrx 99.0.0 (for `azb_pgrx`): `cargo install` failed"),
         "{text}"
     );
-    // crates.io answers that there is no such version (offline, the network error shows).
+    // The crate registry answers that there is no such version (offline, the network error shows).
     assert!(
         text.contains("`=99.0.0`") || text.contains("network"),
         "{text}"
