@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::Error;
+use super::rust::{GUEST_SYSROOT, rust_for, rust_identity, rust_target};
 use crate::fetch::DebianIndex;
 use crate::fs::{FsError, LockFile, err};
 use crate::recipe::{
-    LOCK_VERSION, Lock, LockedBuilders, LockedPackage, Platform, PlatformLock, set_key,
+    LOCK_VERSION, Lock, LockedBuilders, LockedPackage, Platform, PlatformLock, RecipeName, set_key,
 };
 use crate::store::Store;
 
@@ -314,6 +315,110 @@ impl ImageMaker<'_> {
         }
         self.make(platform, build_packages, emulated, &tag)?;
         Ok(tag)
+    }
+
+    /// The tag of `base` (a builder made by [`ensure`](Self::ensure)) with the Rust
+    /// toolchain of this machine at [`GUEST_SYSROOT`], for cargo-pgrx builds of `name` for
+    /// `platform`: derived once per base, compiler and target (`docker commit` of a
+    /// container the toolchain is streamed into), named by all three.
+    pub fn ensure_rust(
+        &self,
+        base: &str,
+        name: &RecipeName,
+        platform: Platform,
+    ) -> Result<String, Error> {
+        let rust = rust_for(name, platform)?;
+        let identity = rust_identity(name)?;
+        let mut targets = vec![rust_target(Platform::Amd64)];
+        if platform != Platform::Amd64 {
+            targets.push(rust_target(platform));
+        }
+        let files = rust
+            .builder_files(&targets)
+            .map_err(|(problem, hint)| Error::Rust {
+                name: name.clone(),
+                problem,
+                hint,
+            })?;
+        // Named by the base, the compiler and which of its files the image carries.
+        let listed: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let mut hasher = blake3::Hasher::new();
+        for part in [base, identity.as_str(), &listed.join(",")] {
+            hasher.update(part.as_bytes());
+            hasher.update(b"\0");
+        }
+        let tag = format!("azb-builder:{}", &hasher.finalize().to_hex()[..32]);
+        if self.docker.has_image(&tag)? {
+            return Ok(tag);
+        }
+        let locks = std::env::temp_dir().join("azb-builder-locks");
+        err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
+        let _lock = LockFile::acquire(&locks.join(format!("{}.lock", tag.replace(':', "-"))))?;
+        if self.docker.has_image(&tag)? {
+            return Ok(tag);
+        }
+        tracing::info!(%platform, tag, "adding the Rust toolchain to a builder image");
+        let container = format!("azb-rust-{}", &tag["azb-builder:".len()..]);
+        let _ = self.docker.output(&["rm", "--force", &container]);
+        self.docker
+            .output(&["create", "--name", &container, base, "/bin/true"])?;
+        let made = self
+            .stream_rust(&container, &rust.sysroot, &files)
+            .and_then(|()| self.docker.output(&["commit", &container, &tag]).map(drop));
+        let _ = self.docker.output(&["rm", "--force", &container]);
+        made.map(|()| tag)
+    }
+
+    /// Streams `files` of the toolchain at `sysroot` into `container` at [`GUEST_SYSROOT`]
+    /// (root's, read-only to builds; fixed times).
+    fn stream_rust(&self, container: &str, sysroot: &Path, files: &[PathBuf]) -> Result<(), Error> {
+        let target = format!("{container}:/");
+        let mut child = self
+            .docker
+            .command(["cp", "-", &target])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::DockerMissing {
+                program: self.docker.program.clone(),
+                source,
+            })?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let written = (|| -> std::io::Result<()> {
+            let mut tar = tar::Builder::new(std::io::BufWriter::new(stdin));
+            tar.mode(tar::HeaderMode::Deterministic);
+            tar.follow_symlinks(false);
+            // Docker's tar reader knows no GNU sparse entries.
+            tar.sparse(false);
+            let guest = Path::new(GUEST_SYSROOT.trim_start_matches('/'));
+            for file in files {
+                let from = sysroot.join(file);
+                if from.is_dir() {
+                    tar.append_dir_all(guest.join(file), &from)?;
+                } else {
+                    tar.append_path_with_name(&from, guest.join(file))?;
+                }
+            }
+            tar.into_inner()?.flush()
+        })();
+        let output = child
+            .wait_with_output()
+            .map_err(|source| Error::DockerMissing {
+                program: self.docker.program.clone(),
+                source,
+            })?;
+        if !output.status.success() || written.is_err() {
+            let detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            return Err(Error::Docker {
+                command: format!("cp - {target}"),
+                detail: match written {
+                    Err(e) if detail.is_empty() => format!("streaming the Rust toolchain: {e}"),
+                    _ => detail,
+                },
+            });
+        }
+        Ok(())
     }
 
     fn make(

@@ -19,6 +19,7 @@ use super::Error;
 use super::builder::{BUILD_UID, Docker, ImageMaker, guest_prefix};
 use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged};
 use super::kind::KindPaths;
+use super::pgrx::{CargoSetup, installed_cargo_pgrx, rustc_wrapper_script};
 use crate::drv::Derivation;
 use crate::fs::{FsError, err};
 use crate::recipe::{Build, EMULATED_PREFIX, Lock, Platform};
@@ -82,12 +83,6 @@ const WORK: &str = "/build";
 impl Executor for DockerExecutor {
     fn open<'a>(&'a self, spec: &SessionSpec<'_>) -> Result<Box<dyn Sandbox + 'a>, Error> {
         let drv = spec.drv;
-        if matches!(spec.build, Build::CargoPgrx { .. }) {
-            return Err(Error::UnsupportedKind {
-                name: drv.name.clone(),
-                kind: "CargoPgrx in builder containers (use a Host toolchain for it)",
-            });
-        }
         let maker = ImageMaker {
             docker: &self.docker,
             store: &self.store,
@@ -98,7 +93,22 @@ impl Executor for DockerExecutor {
         // The builder identity says which builder: an emulated one is the platform's own
         // system under qemu, a cross one this machine's with the target's libraries.
         let emulated = drv.builder.starts_with(EMULATED_PREFIX);
-        let image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
+        let mut image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
+        let cargo_pgrx = match spec.build {
+            // Refused with its place when recipes load; a derivation made by hand still
+            // gets a clear error.
+            Build::CargoPgrx { .. } if emulated => {
+                return Err(Error::UnsupportedKind {
+                    name: drv.name.clone(),
+                    kind: "CargoPgrx in an emulated arm64 builder (cargo-pgrx cross-compiles: drop `emulate_arm64`)",
+                });
+            }
+            Build::CargoPgrx { pgrx, .. } => {
+                image = maker.ensure_rust(&image, &drv.name, drv.platform)?;
+                Some(installed_cargo_pgrx(&self.store, &drv.name, pgrx)?)
+            }
+            _ => None,
+        };
         let prefix = guest_prefix(drv.pg_major);
         let name = drv.name.as_str();
         let cross = self.platform != Platform::Amd64 && !emulated;
@@ -173,7 +183,9 @@ impl Executor for DockerExecutor {
                 image_prefix: prefix.clone(),
                 prefix: PathBuf::from(&prefix),
                 out_of_tree: Path::new(WORK).join("out-of-tree"),
-                cargo: None,
+                cargo: cargo_pgrx
+                    .is_some()
+                    .then(|| CargoSetup::in_builder(drv.platform, Path::new(WORK))),
             },
             env,
             log: spec.log.to_owned(),
@@ -182,7 +194,15 @@ impl Executor for DockerExecutor {
         };
         // From here on the container is removed when the sandbox is dropped.
         let input = spec.work.join("input.tar");
-        write_input(&input, spec, &prefix, cc)?;
+        let rust = match (&cargo_pgrx, &sandbox.paths.cargo) {
+            (Some(binary), Some(setup)) => Some(RustInput {
+                cargo_pgrx: binary,
+                cargo_home: self.store.layout().cargo_home(),
+                setup,
+            }),
+            _ => None,
+        };
+        write_input(&input, spec, &prefix, cc, rust)?;
         sandbox.copy_in(&input)?;
         sandbox.docker.output(&["start", &sandbox.container])?;
         Ok(Box::new(sandbox))
@@ -201,11 +221,19 @@ fn tempfile_suffix(work: &Path) -> String {
 
 /// The tar streamed into the container at `/`: the source at /build/src (root's,
 /// read-only), the dependencies' artifacts over the toolchain, and the compiler wrapper.
-fn write_input(path: &Path, spec: &SessionSpec<'_>, prefix: &str, cc: &str) -> Result<(), Error> {
+fn write_input(
+    path: &Path,
+    spec: &SessionSpec<'_>,
+    prefix: &str,
+    cc: &str,
+    rust: Option<RustInput<'_>>,
+) -> Result<(), Error> {
     let file = err::File::create(path).map_err(|e| FsError::new("create", path, e))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
+    // Docker's tar reader knows no GNU sparse entries.
+    tar.sparse(false);
     let io = |e| FsError::new("write", path, e);
     tar.append_dir_all("build/src", spec.source).map_err(io)?;
     let guest_prefix = prefix.trim_start_matches('/');
@@ -232,8 +260,101 @@ fn write_input(path: &Path, spec: &SessionSpec<'_>, prefix: &str, cc: &str) -> R
     header.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut header, "build/bin/cc", wrapper.as_bytes())
         .map_err(io)?;
+    if let Some(rust) = rust {
+        rust.append(&mut tar).map_err(io)?;
+    }
     let mut inner = tar.into_inner().map_err(io)?;
     inner.flush().map_err(io)?;
+    Ok(())
+}
+
+/// What a cargo-pgrx build adds to the input: cargo-pgrx (root's), the rustc wrapper, and
+/// the store's crates as a cargo home the build user owns (cargo unpacks crates there).
+struct RustInput<'a> {
+    cargo_pgrx: &'a Path,
+    cargo_home: PathBuf,
+    setup: &'a CargoSetup,
+}
+
+impl RustInput<'_> {
+    fn append<W: Write>(&self, tar: &mut tar::Builder<W>) -> std::io::Result<()> {
+        let guest = |path: &Path| path.strip_prefix("/").unwrap_or(path).to_owned();
+        tar.append_path_with_name(self.cargo_pgrx, guest(&self.setup.cargo_pgrx))?;
+        let maps = [
+            (self.setup.rust.sysroot.clone(), "/rust".to_owned()),
+            (self.setup.cargo_home.clone(), "/cargo".to_owned()),
+        ];
+        let script = rustc_wrapper_script(&maps);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(script.len() as u64);
+        header.set_mode(0o755);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(
+            &mut header,
+            guest(&self.setup.rustc_wrapper),
+            script.as_bytes(),
+        )?;
+        let home = guest(&self.setup.cargo_home);
+        append_owned(tar, &home, None)?;
+        for part in ["registry/index", "registry/cache", "git/db"] {
+            let from = self.cargo_home.join(part);
+            if from.is_dir() {
+                append_owned(tar, &home, Some((&from, Path::new(part))))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends a directory `home` (None) or the tree at `from` as `home/name`, every entry
+/// owned by the build user, so the build can write in it.
+fn append_owned<W: Write>(
+    tar: &mut tar::Builder<W>,
+    home: &Path,
+    tree: Option<(&Path, &Path)>,
+) -> std::io::Result<()> {
+    let owned = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header.set_mtime(0);
+        header.set_uid(BUILD_UID.into());
+        header.set_gid(BUILD_UID.into());
+        header
+    };
+    let Some((from, name)) = tree else {
+        let mut header = owned(tar::EntryType::Directory, 0o755, 0);
+        return tar.append_data(&mut header, home, std::io::empty());
+    };
+    // Parents first, then each entry; sorted, so the input is the same every time.
+    let mut parents = PathBuf::new();
+    for part in name.components() {
+        parents.push(part);
+        let mut header = owned(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut header, home.join(&parents), std::io::empty())?;
+    }
+    let mut stack = vec![from.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = err::read_dir(&dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            let relative = path.strip_prefix(from).unwrap_or(&path);
+            let target = home.join(name).join(relative);
+            let meta = err::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                let mut header = owned(tar::EntryType::Directory, 0o755, 0);
+                tar.append_data(&mut header, &target, std::io::empty())?;
+                stack.push(path);
+            } else if meta.is_file() {
+                let mut header = owned(tar::EntryType::Regular, 0o644, meta.len());
+                tar.append_data(&mut header, &target, err::File::open(&path)?)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -73,7 +73,7 @@ impl Executor for HostExecutor {
         let cargo = match spec.build {
             Build::CargoPgrx { pgrx, .. } => {
                 maps.push((self.store.layout().cargo_home(), "/cargo".to_owned()));
-                Some(CargoSetup::new(
+                Some(CargoSetup::on_host(
                     &self.store,
                     &drv.name,
                     drv.platform,

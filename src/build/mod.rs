@@ -16,6 +16,7 @@ mod job;
 mod kind;
 mod pgrx;
 mod reporter;
+mod rust;
 mod scheduler;
 mod toolchain;
 mod tree;
@@ -28,7 +29,7 @@ pub use elf::{HEADER_LEN as ELF_HEADER_LEN, machine as elf_machine, machine_name
 pub use error::Error;
 pub use executor::{Executor, Sandbox, SessionSpec, Step, log_tail};
 pub use host::HostExecutor;
-pub use pgrx::rust_identity;
 pub use reporter::{Reporter, Silent};
+pub use rust::rust_identity;
 pub use scheduler::{Outcome, Scheduler};
 pub use toolchain::HostToolchain;

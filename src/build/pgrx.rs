@@ -12,12 +12,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use super::Error;
 use super::executor::{Step, log_tail};
 use super::host::{map_flags, write_script};
 use super::kind::KindPaths;
+use super::rust::{GUEST_SYSROOT, RustToolchain, host_platform, rust_for, rust_target};
 use crate::drv::Planned;
 use crate::fetch::Fetcher;
 use crate::fs::{FsError, LockFile, err};
@@ -43,132 +43,6 @@ const NETWORK_PASSTHROUGH_PREFIXES: [&str; 4] = [
     "CARGO_REGISTRIES_",
     "CARGO_SOURCE_",
 ];
-
-/// The Rust toolchain cargo-pgrx builds use: the one the `rustc` on azb's PATH belongs to.
-#[derive(Debug, Clone)]
-pub struct RustToolchain {
-    /// `rustc --print sysroot`; its bin/ holds rustc and cargo.
-    pub sysroot: PathBuf,
-}
-
-impl RustToolchain {
-    /// Finds the toolchain once per process.
-    fn find() -> Result<&'static RustToolchain, String> {
-        static FOUND: OnceLock<Result<RustToolchain, String>> = OnceLock::new();
-        FOUND
-            .get_or_init(|| {
-                let out = Command::new("rustc")
-                    .args(["--print", "sysroot"])
-                    .output()
-                    .map_err(|e| format!("`rustc --print sysroot` cannot run ({e})"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "`rustc --print sysroot` failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
-                let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-                let toolchain = RustToolchain { sysroot };
-                for tool in [toolchain.rustc(), toolchain.cargo()] {
-                    if !tool.is_file() {
-                        return Err(format!("`{}` is missing", tool.display()));
-                    }
-                }
-                Ok(toolchain)
-            })
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
-    /// The compiler.
-    pub fn rustc(&self) -> PathBuf {
-        self.sysroot.join("bin/rustc")
-    }
-
-    /// Cargo of the same toolchain.
-    pub fn cargo(&self) -> PathBuf {
-        self.sysroot.join("bin/cargo")
-    }
-
-    /// Whether the standard library of `target` is installed.
-    fn has_target(&self, target: &str) -> bool {
-        self.sysroot
-            .join("lib/rustlib")
-            .join(target)
-            .join("lib")
-            .is_dir()
-    }
-}
-
-/// The Rust target triple of a platform.
-pub fn rust_target(platform: Platform) -> &'static str {
-    match platform {
-        Platform::Amd64 => "x86_64-unknown-linux-gnu",
-        Platform::Arm64 => "aarch64-unknown-linux-gnu",
-    }
-}
-
-/// The identity of the Rust compiler cargo-pgrx builds use, which joins the builder
-/// identity of their derivations: `rust:` + blake3 of `rustc -vV` (release, commit hash,
-/// host, LLVM version), so a new compiler rebuilds Rust extensions and nothing else.
-/// `name` is a recipe that needs it (for the error).
-pub fn rust_identity(name: &RecipeName) -> Result<String, Error> {
-    // Asked once per process (`recipe bump` plans twice).
-    static IDENTITY: OnceLock<Result<String, String>> = OnceLock::new();
-    let found = IDENTITY.get_or_init(|| {
-        let rust = RustToolchain::find()?;
-        let out = Command::new(rust.rustc())
-            .arg("-vV")
-            .output()
-            .map_err(|e| format!("`rustc -vV` cannot run ({e})"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`rustc -vV` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(b"azb-rust-toolchain\0");
-        hasher.update(&out.stdout);
-        Ok(format!("rust:{}", hasher.finalize().to_hex()))
-    });
-    found.clone().map_err(|problem| Error::Rust {
-        name: name.clone(),
-        problem,
-        hint: "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH".into(),
-    })
-}
-
-/// The platform of this machine, if it is one azb builds for.
-fn host_platform() -> Option<Platform> {
-    match std::env::consts::ARCH {
-        "x86_64" => Some(Platform::Amd64),
-        "aarch64" => Some(Platform::Arm64),
-        _ => None,
-    }
-}
-
-/// The Rust toolchain for building `name` for `platform`, with that platform's standard
-/// library.
-fn rust_for(name: &RecipeName, platform: Platform) -> Result<&'static RustToolchain, Error> {
-    let rust = RustToolchain::find().map_err(|problem| Error::Rust {
-        name: name.clone(),
-        problem,
-        hint: "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH".into(),
-    })?;
-    let target = rust_target(platform);
-    if !rust.has_target(target) {
-        return Err(Error::Rust {
-            name: name.clone(),
-            problem: format!(
-                "the Rust standard library for {target} is not installed in `{}`",
-                rust.sysroot.display()
-            ),
-            hint: format!("rustup target add {target}"),
-        });
-    }
-    Ok(rust)
-}
 
 /// A cargo-pgrx version is a plain version (`0.16.1`, the rule `recipe check` applies);
 /// anything else could escape the tools directory or mean something else to cargo.
@@ -456,11 +330,24 @@ pub struct Cross {
     pub gnu_triple: &'static str,
 }
 
+impl Cross {
+    /// The cross build for `platform` on a builder of `native` (None when they match).
+    fn between(native: Option<Platform>, platform: Platform) -> Option<Self> {
+        match native {
+            Some(native) if native == platform => None,
+            native => Some(Cross {
+                host_target: native.map_or("x86_64-unknown-linux-gnu", rust_target),
+                gnu_triple: platform.gnu_triple(),
+            }),
+        }
+    }
+}
+
 impl CargoSetup {
-    /// Prepares a cargo-pgrx build of `name` in `work`: finds the toolchain and the
-    /// installed cargo-pgrx `version`, and writes the rustc wrapper into `bin` with `maps`
-    /// (from, to) applied in order (later ones win, as with rustc).
-    pub fn new(
+    /// Prepares a cargo-pgrx build of `name` on this machine, in `work`: finds the
+    /// toolchain and the installed cargo-pgrx `version`, and writes the rustc wrapper into
+    /// `bin` with `maps` (from, to) applied in order (later ones win, as with rustc).
+    pub fn on_host(
         store: &Store,
         name: &RecipeName,
         platform: Platform,
@@ -471,27 +358,11 @@ impl CargoSetup {
     ) -> Result<Self, Error> {
         check_version(name, version)?;
         let rust = rust_for(name, platform)?.clone();
-        let cargo_pgrx = cargo_pgrx_path(store, version);
-        if !cargo_pgrx.is_file() {
-            return Err(Error::ToolMissing {
-                name: name.clone(),
-                tool: "cargo-pgrx",
-                version: version.to_owned(),
-                path: cargo_pgrx,
-            });
-        }
+        let cargo_pgrx = installed_cargo_pgrx(store, name, version)?;
         let rustc_wrapper = bin.join("rustc-wrapper");
         let mut maps = maps.to_vec();
         maps.insert(0, (rust.sysroot.clone(), "/rust".to_owned()));
-        write_rustc_wrapper(&rustc_wrapper, &maps)?;
-        let target = rust_target(platform);
-        let cross = match host_platform() {
-            Some(host) if host == platform => None,
-            host => Some(Cross {
-                host_target: host.map_or("x86_64-unknown-linux-gnu", rust_target),
-                gnu_triple: platform.gnu_triple(),
-            }),
-        };
+        write_script(&rustc_wrapper, &rustc_wrapper_script(&maps))?;
         Ok(Self {
             cargo_pgrx,
             cargo_home: store.layout().cargo_home(),
@@ -499,22 +370,61 @@ impl CargoSetup {
             target_dir: work.join("target"),
             pgrx_home: work.join("pgrx-home"),
             rustc_wrapper,
-            cross,
-            target,
+            cross: Cross::between(host_platform(), platform),
+            target: rust_target(platform),
             bin: bin.to_owned(),
+        })
+    }
+
+    /// A cargo-pgrx build in an amd64 builder container, at the container's fixed paths
+    /// under `work` (the toolchain at [`GUEST_SYSROOT`]); the executor puts cargo-pgrx,
+    /// the crates and the rustc wrapper ([`rustc_wrapper_script`]) there.
+    pub fn in_builder(platform: Platform, work: &Path) -> Self {
+        let bin = work.join("bin");
+        Self {
+            cargo_pgrx: work.join("tools/cargo-pgrx"),
+            cargo_home: work.join("cargo"),
+            rust: RustToolchain {
+                sysroot: PathBuf::from(GUEST_SYSROOT),
+            },
+            target_dir: work.join("target"),
+            pgrx_home: work.join("pgrx-home"),
+            rustc_wrapper: bin.join("rustc-wrapper"),
+            cross: Cross::between(Some(Platform::Amd64), platform),
+            target: rust_target(platform),
+            bin,
+        }
+    }
+}
+
+/// The installed cargo-pgrx `version` of the store (put there by [`prepare`]).
+pub fn installed_cargo_pgrx(
+    store: &Store,
+    name: &RecipeName,
+    version: &str,
+) -> Result<PathBuf, Error> {
+    check_version(name, version)?;
+    let cargo_pgrx = cargo_pgrx_path(store, version);
+    if cargo_pgrx.is_file() {
+        Ok(cargo_pgrx)
+    } else {
+        Err(Error::ToolMissing {
+            name: name.clone(),
+            tool: "cargo-pgrx",
+            version: version.to_owned(),
+            path: cargo_pgrx,
         })
     }
 }
 
 /// The rustc wrapper (cargo's RUSTC_WRAPPER): runs rustc with `--remap-path-prefix` for
 /// each map after the build's own flags, so the maps win over a project's and no path of
-/// this machine reaches an artifact (file names in panic messages, debug info).
-pub fn write_rustc_wrapper(path: &Path, maps: &[(PathBuf, String)]) -> Result<(), FsError> {
-    let script = format!(
+/// the build machine reaches an artifact (file names in panic messages, debug info).
+pub fn rustc_wrapper_script(maps: &[(PathBuf, String)]) -> String {
+    format!(
         "#!/bin/sh\n# azb rustc wrapper: fixed paths.\nrustc=$1\nshift\nexec \"$rustc\" \"$@\"{}\n",
         map_flags(maps, "--remap-path-prefix")
-    );
-    write_script(path, &script)
+    )
 }
 
 /// `CARGO_TARGET_<TRIPLE>_LINKER`-style variable names.
@@ -644,14 +554,11 @@ mod tests {
     fn rustc_wrapper_appends_the_maps_after_the_build_flags() {
         let dir = tempfile::tempdir().unwrap();
         let wrapper = dir.path().join("rustc-wrapper");
-        write_rustc_wrapper(
-            &wrapper,
-            &[
-                (PathBuf::from("/w"), "/build".into()),
-                (PathBuf::from("/w/src"), "/build/x".into()),
-            ],
-        )
-        .unwrap();
+        let script = rustc_wrapper_script(&[
+            (PathBuf::from("/w"), "/build".into()),
+            (PathBuf::from("/w/src"), "/build/x".into()),
+        ]);
+        write_script(&wrapper, &script).unwrap();
         // Through sh: exec'ing a file just written races with other test threads' forks
         // (ETXTBSY).
         let out = Command::new("sh")

@@ -246,6 +246,17 @@ fn check_rules(set: &RecipeSet) -> Vec<RecipeDiagnostic> {
                 Some("write the version of the pgrx crate the source's Cargo.lock pins, e.g. \"0.16.1\"".into()),
             ));
         }
+        if matches!(recipe.build, Build::CargoPgrx { .. }) && recipe.emulate_arm64 {
+            problems.push(file.diagnostic(
+                file.field_span("emulate_arm64"),
+                format!(
+                    "`{}` builds with cargo-pgrx, which cross-compiles arm64; it has no emulated builder",
+                    recipe.name
+                ),
+                "emulate_arm64",
+                Some("remove `emulate_arm64: true`".into()),
+            ));
+        }
         if let Some(license) = &recipe.license
             && !super::is_license_expression(license)
         {

@@ -52,6 +52,9 @@ pub fn shared_lock() -> &'static str {
             ("plain", "", "", false),
             ("sodium", "\"libsodium-dev\"", "\"libsodium23\"", false),
             ("native", "", "", true),
+            // cargo-pgrx builds: bindgen loads libclang (the builder's own, also when
+            // cross-compiling).
+            ("rust", "\"clang\"", "", false),
         ] {
             fs_err::write(
                 ctx.recipe_path(name),

@@ -208,6 +208,22 @@ fn a_subdir_outside_the_source_is_refused() {
     }
 }
 
+/// cargo-pgrx cross-compiles; an emulated arm64 builder for it is refused with its place.
+#[test]
+fn a_rust_extension_cannot_ask_for_an_emulated_builder() {
+    let err = one_recipe_fails(
+        "x",
+        &format!(
+            "    kind: Extension,\n    source: Git(url: \"u\", commit: \"{COMMIT}\"),\n    build: CargoPgrx(pgrx: \"0.16.1\"),\n    emulate_arm64: true,\n"
+        ),
+    );
+    assert!(
+        err.contains("recipes/x.ron:6:20: `x` builds with cargo-pgrx, which cross-compiles arm64; it has no emulated builder"),
+        "{err}"
+    );
+    assert!(err.contains("help: remove `emulate_arm64: true`"), "{err}");
+}
+
 #[test]
 fn a_recipe_that_depends_on_itself_is_an_error() {
     let ctx = TestContext::new();

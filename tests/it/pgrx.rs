@@ -131,6 +131,56 @@ fn a_pgrx_extension_cross_builds_for_arm64_and_loads_under_qemu() {
     check_answer(&PgServer::start(&arm64, &amd64, &[tar]));
 }
 
+/// A project building azb_pgrx in builder containers (bindgen needs clang).
+fn project_in_builders() -> TestContext {
+    let ctx = project(PGRX);
+    ctx.use_builders(&["linux/amd64", "linux/arm64"]);
+    let recipe = ctx.recipe_path("azb_pgrx");
+    let text = fs_err::read_to_string(&recipe).unwrap();
+    fs_err::write(
+        &recipe,
+        text.replace(", runtime:", ", build_packages: [\"clang\"], runtime:"),
+    )
+    .unwrap();
+    seed(&ctx.store());
+    ctx
+}
+
+/// Builds azb_pgrx for `platform` in its builder container and loads it into PostgreSQL 18.
+fn build_in_builder(platform: &str) {
+    let shared = shared();
+    let ctx = project_in_builders();
+    let plan = ctx.plan(platform);
+    let builder = plan["derivations"][0]["builder"].as_str().unwrap();
+    assert!(
+        builder.starts_with("docker:") && builder.contains("+rust:"),
+        "{builder}"
+    );
+    build(&ctx, platform);
+    let (_, tar) = artifact(&ctx, &ctx.store(), platform);
+    assert!(files(&tar).contains(&"lib/azb_pgrx.so".to_owned()));
+    let amd64 = shared.toolchains.join("pg18-amd64");
+    let toolchain = shared.toolchains.join(format!("pg18-{platform}"));
+    check_answer(&PgServer::start(&toolchain, &amd64, &[tar]));
+}
+
+/// The same extension in a builder container: the Rust toolchain joins the builder image,
+/// cargo-pgrx and the store's crates are streamed in, and the build runs offline as the
+/// unprivileged build user.
+#[test]
+fn a_pgrx_extension_builds_in_a_builder_container() {
+    build_in_builder("amd64");
+}
+
+/// arm64 cross-compiled in the amd64 builder with the Rust toolchain. Another builder
+/// image and another full compile of pgrx (about 20 minutes on two cores), so not part of
+/// the default run: `cargo test --test it pgrx -- --ignored`.
+#[test]
+#[ignore = "slow: another builder image and a cross compile of pgrx (about 20 minutes)"]
+fn a_pgrx_extension_cross_builds_for_arm64_in_a_builder_container() {
+    build_in_builder("arm64");
+}
+
 /// Two builds in two cold stores (other work directories, other store paths) give the same
 /// artifact. A second full compile of pgrx, so not part of the default run:
 /// `cargo test --test it pgrx -- --ignored`.
