@@ -253,6 +253,46 @@ impl Docker {
         }
     }
 
+    /// Streams a tar that `write` writes into `container` at `/` (`docker cp -`), keeping
+    /// the entries' owners; a failure names the command and its stderr (or the write's).
+    pub fn copy_in(
+        &self,
+        container: &str,
+        write: impl FnOnce(std::process::ChildStdin) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let target = format!("{container}:/");
+        let mut child = self
+            .command(["cp", "-", &target])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::DockerMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        let written = write(child.stdin.take().expect("stdin is piped"));
+        let output = child
+            .wait_with_output()
+            .map_err(|source| Error::DockerMissing {
+                program: self.program.clone(),
+                source,
+            })?;
+        match written {
+            Ok(()) if output.status.success() => Ok(()),
+            written => {
+                let mut detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+                if let (Err(e), true) = (written, detail.is_empty()) {
+                    detail = format!("writing the tar: {e}");
+                }
+                Err(Error::Docker {
+                    command: format!("cp - {target}"),
+                    detail,
+                })
+            }
+        }
+    }
+
     /// Whether the engine has an image with this tag.
     pub fn has_image(&self, tag: &str) -> Result<bool, Error> {
         let status = self
@@ -303,18 +343,24 @@ impl ImageMaker<'_> {
             .builder_identity(platform, build_packages, emulated)
             .map_err(|problem| Error::LockMissing { problem })?;
         let tag = image_tag(&identity);
-        if self.docker.has_image(&tag)? {
-            return Ok(tag);
+        self.made_once(&tag, || self.make(platform, build_packages, emulated, &tag))?;
+        Ok(tag)
+    }
+
+    /// Runs `make` unless the engine has `tag`, under a lock per tag, so concurrent
+    /// callers (threads or processes) make it once.
+    fn made_once(&self, tag: &str, make: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
+        if self.docker.has_image(tag)? {
+            return Ok(());
         }
         // The engine is shared by every store of this machine, so the lock is too.
         let locks = std::env::temp_dir().join("azb-builder-locks");
         err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
         let _lock = LockFile::acquire(&locks.join(format!("{}.lock", tag.replace(':', "-"))))?;
-        if self.docker.has_image(&tag)? {
-            return Ok(tag);
+        if self.docker.has_image(tag)? {
+            return Ok(());
         }
-        self.make(platform, build_packages, emulated, &tag)?;
-        Ok(tag)
+        make()
     }
 
     /// The tag of `base` (a builder made by [`ensure`](Self::ensure)) with the Rust
@@ -348,44 +394,25 @@ impl ImageMaker<'_> {
             hasher.update(b"\0");
         }
         let tag = format!("azb-builder:{}", &hasher.finalize().to_hex()[..32]);
-        if self.docker.has_image(&tag)? {
-            return Ok(tag);
-        }
-        let locks = std::env::temp_dir().join("azb-builder-locks");
-        err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
-        let _lock = LockFile::acquire(&locks.join(format!("{}.lock", tag.replace(':', "-"))))?;
-        if self.docker.has_image(&tag)? {
-            return Ok(tag);
-        }
-        tracing::info!(%platform, tag, "adding the Rust toolchain to a builder image");
-        let container = format!("azb-rust-{}", &tag["azb-builder:".len()..]);
-        let _ = self.docker.output(&["rm", "--force", &container]);
-        self.docker
-            .output(&["create", "--name", &container, base, "/bin/true"])?;
-        let made = self
-            .stream_rust(&container, &rust.sysroot, &files)
-            .and_then(|()| self.docker.output(&["commit", &container, &tag]).map(drop));
-        let _ = self.docker.output(&["rm", "--force", &container]);
-        made.map(|()| tag)
+        self.made_once(&tag, || {
+            tracing::info!(%platform, tag, "adding the Rust toolchain to a builder image");
+            let container = format!("azb-rust-{}", &tag["azb-builder:".len()..]);
+            let _ = self.docker.output(&["rm", "--force", &container]);
+            self.docker
+                .output(&["create", "--name", &container, base, "/bin/true"])?;
+            let made = self
+                .stream_rust(&container, &rust.sysroot, &files)
+                .and_then(|()| self.docker.output(&["commit", &container, &tag]).map(drop));
+            let _ = self.docker.output(&["rm", "--force", &container]);
+            made
+        })?;
+        Ok(tag)
     }
 
     /// Streams `files` of the toolchain at `sysroot` into `container` at [`GUEST_SYSROOT`]
     /// (root's, read-only to builds; fixed times).
     fn stream_rust(&self, container: &str, sysroot: &Path, files: &[PathBuf]) -> Result<(), Error> {
-        let target = format!("{container}:/");
-        let mut child = self
-            .docker
-            .command(["cp", "-", &target])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::DockerMissing {
-                program: self.docker.program.clone(),
-                source,
-            })?;
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let written = (|| -> std::io::Result<()> {
+        self.docker.copy_in(container, |stdin| {
             let mut tar = tar::Builder::new(std::io::BufWriter::new(stdin));
             tar.mode(tar::HeaderMode::Deterministic);
             tar.follow_symlinks(false);
@@ -401,24 +428,7 @@ impl ImageMaker<'_> {
                 }
             }
             tar.into_inner()?.flush()
-        })();
-        let output = child
-            .wait_with_output()
-            .map_err(|source| Error::DockerMissing {
-                program: self.docker.program.clone(),
-                source,
-            })?;
-        if !output.status.success() || written.is_err() {
-            let detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-            return Err(Error::Docker {
-                command: format!("cp - {target}"),
-                detail: match written {
-                    Err(e) if detail.is_empty() => format!("streaming the Rust toolchain: {e}"),
-                    _ => detail,
-                },
-            });
-        }
-        Ok(())
+        })
     }
 
     fn make(

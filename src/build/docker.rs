@@ -360,25 +360,10 @@ fn append_owned<W: Write>(
 
 impl DockerSandbox {
     fn copy_in(&self, tar: &Path) -> Result<(), Error> {
-        let file = err::File::open(tar).map_err(|e| FsError::new("open", tar, e))?;
-        let target = format!("{}:/", self.container);
-        let output = self
-            .docker
-            .command(["cp", "-", &target])
-            .stdin(file.into_parts().0)
-            .output()
-            .map_err(|source| Error::DockerMissing {
-                program: self.docker.program.clone(),
-                source,
-            })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(Error::Docker {
-                command: format!("cp - {target}"),
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            })
-        }
+        let mut file = err::File::open(tar).map_err(|e| FsError::new("open", tar, e))?;
+        self.docker.copy_in(&self.container, |mut stdin| {
+            std::io::copy(&mut file, &mut stdin).map(drop)
+        })
     }
 
     /// `docker exec` of `argv` as the build user with the session's environment.
