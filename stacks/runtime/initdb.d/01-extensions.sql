@@ -15,4 +15,3 @@ CREATE EXTENSION IF NOT EXISTS "plpgsql";
 -- supautils: loaded through shared_preload_libraries; no CREATE EXTENSION
 CREATE EXTENSION IF NOT EXISTS "timescaledb";
 CREATE EXTENSION IF NOT EXISTS "vector";
-CREATE EXTENSION IF NOT EXISTS "vectorscale";
