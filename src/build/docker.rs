@@ -93,16 +93,16 @@ impl Executor for DockerExecutor {
         // The builder identity says which builder: an emulated one is the platform's own
         // system under qemu, a cross one this machine's with the target's libraries.
         let emulated = drv.builder.starts_with(EMULATED_PREFIX);
+        // Refused with its place when recipes load; a derivation made by hand still gets a
+        // clear error, before any image is made.
+        if emulated && matches!(spec.build, Build::CargoPgrx { .. }) {
+            return Err(Error::UnsupportedKind {
+                name: drv.name.clone(),
+                kind: "CargoPgrx in an emulated arm64 builder (cargo-pgrx cross-compiles: drop `emulate_arm64`)",
+            });
+        }
         let mut image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
         let cargo_pgrx = match spec.build {
-            // Refused with its place when recipes load; a derivation made by hand still
-            // gets a clear error.
-            Build::CargoPgrx { .. } if emulated => {
-                return Err(Error::UnsupportedKind {
-                    name: drv.name.clone(),
-                    kind: "CargoPgrx in an emulated arm64 builder (cargo-pgrx cross-compiles: drop `emulate_arm64`)",
-                });
-            }
             Build::CargoPgrx { pgrx, .. } => {
                 image = maker.ensure_rust(&image, &drv.name, drv.platform)?;
                 Some(installed_cargo_pgrx(&self.store, &drv.name, pgrx)?)
@@ -253,13 +253,7 @@ fn write_input(
          for arg; do\n  shift\n  case \"$arg\" in\n    -march=native|-mtune=native|-mcpu=native) ;;\n    \
          *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\nexec {cc} \"$@\"\n"
     );
-    let mut header = tar::Header::new_gnu();
-    header.set_size(wrapper.len() as u64);
-    header.set_mode(0o755);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, "build/bin/cc", wrapper.as_bytes())
-        .map_err(io)?;
+    append_script(&mut tar, Path::new("build/bin/cc"), &wrapper).map_err(io)?;
     if let Some(rust) = rust {
         rust.append(&mut tar).map_err(io)?;
     }
@@ -284,35 +278,46 @@ impl RustInput<'_> {
             (self.setup.rust.sysroot.clone(), "/rust".to_owned()),
             (self.setup.cargo_home.clone(), "/cargo".to_owned()),
         ];
-        let script = rustc_wrapper_script(&maps);
-        let mut header = tar::Header::new_gnu();
-        header.set_size(script.len() as u64);
-        header.set_mode(0o755);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(
-            &mut header,
-            guest(&self.setup.rustc_wrapper),
-            script.as_bytes(),
+        append_script(
+            tar,
+            &guest(&self.setup.rustc_wrapper),
+            &rustc_wrapper_script(&maps),
         )?;
         let home = guest(&self.setup.cargo_home);
-        append_owned(tar, &home, None)?;
+        for dir in ["", "registry", "git"] {
+            append_owned(tar, &home.join(dir), None)?;
+        }
         for part in ["registry/index", "registry/cache", "git/db"] {
             let from = self.cargo_home.join(part);
             if from.is_dir() {
-                append_owned(tar, &home, Some((&from, Path::new(part))))?;
+                append_owned(tar, &home.join(part), Some(&from))?;
             }
         }
         Ok(())
     }
 }
 
-/// Appends a directory `home` (None) or the tree at `from` as `home/name`, every entry
-/// owned by the build user, so the build can write in it.
+/// Appends an executable script (root's, fixed time).
+fn append_script<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    text: &str,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, path, text.as_bytes())
+}
+
+/// Appends the directory `to` and, with `from`, the tree under it (files and directories,
+/// sorted, so the input is the same every time), every entry owned by the build user so
+/// the build can write in it.
 fn append_owned<W: Write>(
     tar: &mut tar::Builder<W>,
-    home: &Path,
-    tree: Option<(&Path, &Path)>,
+    to: &Path,
+    from: Option<&Path>,
 ) -> std::io::Result<()> {
     let owned = |kind: tar::EntryType, mode: u32, size: u64| {
         let mut header = tar::Header::new_gnu();
@@ -324,35 +329,23 @@ fn append_owned<W: Write>(
         header.set_gid(BUILD_UID.into());
         header
     };
-    let Some((from, name)) = tree else {
-        let mut header = owned(tar::EntryType::Directory, 0o755, 0);
-        return tar.append_data(&mut header, home, std::io::empty());
+    let mut header = owned(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut header, to, std::io::empty())?;
+    let Some(from) = from else {
+        return Ok(());
     };
-    // Parents first, then each entry; sorted, so the input is the same every time.
-    let mut parents = PathBuf::new();
-    for part in name.components() {
-        parents.push(part);
-        let mut header = owned(tar::EntryType::Directory, 0o755, 0);
-        tar.append_data(&mut header, home.join(&parents), std::io::empty())?;
-    }
-    let mut stack = vec![from.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let mut entries: Vec<_> = err::read_dir(&dir)?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for path in entries {
-            let relative = path.strip_prefix(from).unwrap_or(&path);
-            let target = home.join(name).join(relative);
-            let meta = err::symlink_metadata(&path)?;
-            if meta.is_dir() {
-                let mut header = owned(tar::EntryType::Directory, 0o755, 0);
-                tar.append_data(&mut header, &target, std::io::empty())?;
-                stack.push(path);
-            } else if meta.is_file() {
-                let mut header = owned(tar::EntryType::Regular, 0o644, meta.len());
-                tar.append_data(&mut header, &target, err::File::open(&path)?)?;
-            }
+    let mut entries: Vec<_> = err::read_dir(from)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        let target = to.join(path.file_name().unwrap_or_default());
+        let meta = err::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            append_owned(tar, &target, Some(&path))?;
+        } else if meta.is_file() {
+            let mut header = owned(tar::EntryType::Regular, 0o644, meta.len());
+            tar.append_data(&mut header, &target, err::File::open(&path)?)?;
         }
     }
     Ok(())

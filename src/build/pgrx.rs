@@ -356,7 +356,6 @@ impl CargoSetup {
         bin: &Path,
         maps: &[(PathBuf, String)],
     ) -> Result<Self, Error> {
-        check_version(name, version)?;
         let rust = rust_for(name, platform)?.clone();
         let cargo_pgrx = installed_cargo_pgrx(store, name, version)?;
         let rustc_wrapper = bin.join("rustc-wrapper");

@@ -12,6 +12,30 @@ use std::sync::OnceLock;
 use super::Error;
 use crate::recipe::{Platform, RecipeName};
 
+/// What to do when no Rust toolchain is found.
+const INSTALL_RUST: &str =
+    "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH";
+
+/// The stdout of `command` (a rustc query), or what went wrong, naming it.
+fn stdout_of(command: &mut Command) -> Result<Vec<u8>, String> {
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = command
+        .output()
+        .map_err(|e| format!("`{shown}` cannot run ({e})"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "`{shown}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// The Rust toolchain cargo-pgrx builds use: the one the `rustc` on azb's PATH belongs to.
 #[derive(Debug, Clone)]
 pub struct RustToolchain {
@@ -25,17 +49,8 @@ impl RustToolchain {
         static FOUND: OnceLock<Result<RustToolchain, String>> = OnceLock::new();
         FOUND
             .get_or_init(|| {
-                let out = Command::new("rustc")
-                    .args(["--print", "sysroot"])
-                    .output()
-                    .map_err(|e| format!("`rustc --print sysroot` cannot run ({e})"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "`rustc --print sysroot` failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
-                let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                let out = stdout_of(Command::new("rustc").args(["--print", "sysroot"]))?;
+                let sysroot = PathBuf::from(String::from_utf8_lossy(&out).trim());
                 let toolchain = RustToolchain { sysroot };
                 for tool in [toolchain.rustc(), toolchain.cargo()] {
                     if !tool.is_file() {
@@ -85,25 +100,16 @@ pub fn rust_identity(name: &RecipeName) -> Result<String, Error> {
     static IDENTITY: OnceLock<Result<String, String>> = OnceLock::new();
     let found = IDENTITY.get_or_init(|| {
         let rust = RustToolchain::find()?;
-        let out = Command::new(rust.rustc())
-            .arg("-vV")
-            .output()
-            .map_err(|e| format!("`rustc -vV` cannot run ({e})"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`rustc -vV` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        let out = stdout_of(Command::new(rust.rustc()).arg("-vV"))?;
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"azb-rust-toolchain\0");
-        hasher.update(&out.stdout);
+        hasher.update(&out);
         Ok(format!("rust:{}", hasher.finalize().to_hex()))
     });
     found.clone().map_err(|problem| Error::Rust {
         name: name.clone(),
         problem,
-        hint: "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH".into(),
+        hint: INSTALL_RUST.into(),
     })
 }
 
@@ -125,7 +131,7 @@ pub(super) fn rust_for(
     let rust = RustToolchain::find().map_err(|problem| Error::Rust {
         name: name.clone(),
         problem,
-        hint: "install Rust with rustup (https://rustup.rs) so that `rustc` is on PATH".into(),
+        hint: INSTALL_RUST.into(),
     })?;
     let target = rust_target(platform);
     if !rust.has_target(target) {
