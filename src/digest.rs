@@ -185,6 +185,35 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A reader that hashes everything read through it, as [`HashingWriter`] does for writes.
+pub struct HashingReader<R> {
+    inner: R,
+    hash: HashingWriter<io::Sink>,
+}
+
+impl<R: io::Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hash: HashingWriter::new(io::sink()),
+        }
+    }
+
+    /// The digests of everything read so far.
+    pub fn finish(self) -> Digests {
+        self.hash.finish().1
+    }
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

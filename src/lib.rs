@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod fs;
 pub mod graph;
 pub mod image;
+pub mod layer;
 pub mod recipe;
 pub mod runtime;
 pub mod store;

@@ -309,9 +309,10 @@ impl Docker {
     }
 }
 
-/// The tag of the builder image with `identity` (`docker:<hex>`).
+/// The tag of the builder image with `identity` (`docker:<hex>` or `docker-emulated:<hex>`):
+/// the first 32 hex digits (the kind is part of the hash).
 pub fn image_tag(identity: &str) -> String {
-    let hex = identity.strip_prefix("docker:").unwrap_or(identity);
+    let hex = identity.rsplit(':').next().unwrap_or(identity);
     format!("azb-builder:{}", &hex[..hex.len().min(32)])
 }
 
@@ -638,5 +639,8 @@ mod tests {
     fn image_tags_are_named_by_the_builder_identity() {
         let id = format!("docker:{}", "ab".repeat(32));
         assert_eq!(image_tag(&id), format!("azb-builder:{}", "ab".repeat(16)));
+        // An emulated builder's identity has its own prefix; its tag is as valid.
+        let id = format!("docker-emulated:{}", "cd".repeat(32));
+        assert_eq!(image_tag(&id), format!("azb-builder:{}", "cd".repeat(16)));
     }
 }

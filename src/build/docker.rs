@@ -237,8 +237,8 @@ fn write_input(
     let io = |e| FsError::new("write", path, e);
     tar.append_dir_all("build/src", spec.source).map_err(io)?;
     let guest_prefix = prefix.trim_start_matches('/');
-    for deps in spec.deps {
-        let mut archive = tar::Archive::new(*deps);
+    for object in spec.deps {
+        let mut archive = tar::Archive::new(crate::store::read_object(object)?);
         for entry in archive.entries().map_err(io)? {
             let mut entry = entry.map_err(io)?;
             let relative = entry.path().map_err(io)?.into_owned();

@@ -127,7 +127,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The build produced an ELF file for another machine.
-    #[error("`{name}` produced `{file}` for {}, but {platform} needs {}", super::machine_name(*found), super::machine_name(*expected))]
+    #[error("`{name}` produced `{file}` for {}, but {platform} needs {}", crate::layer::elf::machine_name(*found), crate::layer::elf::machine_name(*expected))]
     WrongMachine {
         /// The recipe.
         name: RecipeName,

@@ -34,8 +34,9 @@ pub struct SessionSpec<'a> {
     pub build: &'a Build,
     /// The exported pinned source, on this machine.
     pub source: &'a Path,
-    /// The dependencies' artifact tars, transitive, dependencies first.
-    pub deps: &'a [&'a [u8]],
+    /// The dependencies' artifacts as store object files (zstd tars,
+    /// [`crate::store::read_object`]), transitive, dependencies first.
+    pub deps: &'a [PathBuf],
     /// Variables every step sees (SOURCE_DATE_EPOCH, locale, ...); the executor adds its
     /// own PATH, HOME and TMPDIR.
     pub env: BTreeMap<String, String>,

@@ -59,8 +59,8 @@ impl Executor for HostExecutor {
             dir("tmp")?,
         );
         link_tree(&self.toolchain.prefix, &pg)?;
-        for tar in spec.deps {
-            unpack_over(tar, &pg)?;
+        for object in spec.deps {
+            unpack_over(crate::store::read_object(object)?, &pg)?;
         }
         let fixed_prefix = format!("/usr/lib/postgresql/{}", drv.pg_major);
         // Later maps win (gcc and rustc alike): the whole work directory first, then the

@@ -4,7 +4,7 @@
 //! store.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::executor::{Executor, SessionSpec};
@@ -30,12 +30,12 @@ pub struct JobContext<'a> {
     pub reporter: &'a dyn Reporter,
 }
 
-/// Builds `planned` with its dependencies' artifact tars (transitive, in order) laid into
-/// its toolchain, and stores the result.
+/// Builds `planned` with its dependencies' artifacts (object files, transitive, in order)
+/// laid into its toolchain, and stores the result.
 pub fn build(
     ctx: &JobContext<'_>,
     planned: &Planned<'_>,
-    deps: &[&[u8]],
+    deps: &[PathBuf],
 ) -> Result<Realisation, Error> {
     let started = Instant::now();
     let drv = &planned.drv;
@@ -166,23 +166,43 @@ fn refuse_build_paths(
                 .map_err(|e| FsError::new("stat", &path, e))?;
             if kind.is_dir() {
                 stack.push(path);
-            } else if kind.is_file() {
-                let bytes = err::read(&path).map_err(|e| FsError::new("read", &path, e))?;
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    let file = path
-                        .strip_prefix(artifact)
-                        .unwrap_or(&path)
-                        .display()
-                        .to_string();
-                    return Err(Error::BuildPathLeak {
-                        name: name.clone(),
-                        file,
-                    });
-                }
+            } else if kind.is_file() && contains(&path, needle)? {
+                let file = path
+                    .strip_prefix(artifact)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                return Err(Error::BuildPathLeak {
+                    name: name.clone(),
+                    file,
+                });
             }
         }
     }
     Ok(())
+}
+
+/// Whether the file at `path` contains `needle`, read in chunks (artifacts can be large).
+fn contains(path: &Path, needle: &[u8]) -> Result<bool, FsError> {
+    use std::io::Read;
+    let mut file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
+    let mut window: Vec<u8> = Vec::with_capacity((1 << 20) + needle.len());
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut chunk)
+            .map_err(|e| FsError::new("read", path, e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        window.extend_from_slice(&chunk[..n]);
+        if window.windows(needle.len()).any(|w| w == needle) {
+            return Ok(true);
+        }
+        // Keep the tail that could start a match across the chunk boundary.
+        let keep = needle.len().saturating_sub(1).min(window.len());
+        window.drain(..window.len() - keep);
+    }
 }
 
 fn is_empty(dir: &Path) -> Result<bool, FsError> {
@@ -190,4 +210,25 @@ fn is_empty(dir: &Path) -> Result<bool, FsError> {
         .map_err(|e| FsError::new("read directory", dir, e))?
         .next()
         .is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_path_is_found_across_read_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let needle = b"/cache/tmp/build-x-AbCdEf";
+        for at in [0, (1 << 20) - 10, 1 << 20, (3 << 20) - 1] {
+            let mut bytes = vec![b'.'; 3 << 20];
+            bytes.splice(at..at, needle.iter().copied());
+            let path = dir.path().join(format!("f{at}"));
+            err::write(&path, &bytes).unwrap();
+            assert!(contains(&path, needle).unwrap(), "at {at}");
+        }
+        let path = dir.path().join("clean");
+        err::write(&path, vec![b'.'; 2 << 20]).unwrap();
+        assert!(!contains(&path, needle).unwrap());
+    }
 }

@@ -8,7 +8,6 @@
 
 mod builder;
 mod docker;
-mod elf;
 mod error;
 mod executor;
 mod host;
@@ -23,9 +22,6 @@ mod tree;
 
 pub use builder::{Docker, ImageMaker, image_tag, resolve_lock, toolchain_hash};
 pub use docker::{DockerExecutor, Limits};
-#[cfg(test)]
-pub(crate) use elf::tests::header as elf_test_header;
-pub use elf::{HEADER_LEN as ELF_HEADER_LEN, machine as elf_machine, machine_name};
 pub use error::Error;
 pub use executor::{Executor, Sandbox, SessionSpec, Step, log_tail};
 pub use host::HostExecutor;

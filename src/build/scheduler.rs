@@ -5,6 +5,7 @@
 //! of a failure are skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -36,8 +37,8 @@ pub struct Scheduler<'a> {
 /// What realising a plan gave.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Every derivation that is now in the store, with its verified artifact tar.
-    pub artifacts: BTreeMap<DrvHash, (Realisation, Vec<u8>)>,
+    /// Every derivation that is now in the store, its object and layer verified.
+    pub artifacts: BTreeMap<DrvHash, Realisation>,
     /// The derivations built in this run.
     pub built: Vec<DrvHash>,
     /// Failures, in the order they happened (skips of dependents included).
@@ -55,12 +56,12 @@ impl Scheduler<'_> {
                 continue;
             }
             match self.store.lookup(&planned.hash)? {
-                Lookup::Hit(record, tar) => {
-                    outcome.artifacts.insert(planned.hash, (record, tar));
+                Lookup::Hit(record) => {
+                    outcome.artifacts.insert(planned.hash, *record);
                 }
-                Lookup::Corrupt { object, quarantine } => {
+                Lookup::Corrupt { what, quarantine } => {
                     self.reporter.warn(&format!(
-                        "object {object} of `{}` ({}) did not match its hash; moved to {} and rebuilding",
+                        "the {what} of `{}` ({}) was damaged; moved to {} and rebuilding",
                         planned.drv.name,
                         planned.drv.platform,
                         quarantine.display()
@@ -150,8 +151,7 @@ impl Scheduler<'_> {
         let make_jobs = (cores / self.jobs.max(1)).max(1);
         let by_hash: BTreeMap<DrvHash, &Planned<'p>> =
             plan.items.iter().map(|p| (p.hash, p)).collect();
-        let (sender, receiver) =
-            mpsc::channel::<(DrvHash, Result<(Realisation, Vec<u8>), Error>)>();
+        let (sender, receiver) = mpsc::channel::<(DrvHash, Result<Realisation, Error>)>();
         let mut running = 0usize;
         let mut stop = false;
         pool.in_place_scope(|scope| -> Result<(), Error> {
@@ -178,9 +178,9 @@ impl Scheduler<'_> {
                         && running < self.jobs.max(1)
                         && deps.iter().all(|d| outcome.artifacts.contains_key(d))
                     {
-                        let dep_tars: Vec<Vec<u8>> = closure(planned, &by_hash)
+                        let dep_objects: Vec<PathBuf> = closure(planned, &by_hash)
                             .iter()
-                            .map(|d| outcome.artifacts[d].1.clone())
+                            .map(|d| self.store.object_path(&outcome.artifacts[d]))
                             .collect();
                         let sender = sender.clone();
                         let ctx = JobContext {
@@ -197,8 +197,7 @@ impl Scheduler<'_> {
                                 &planned.drv.name,
                                 planned.drv.platform,
                             );
-                            let refs: Vec<&[u8]> = dep_tars.iter().map(Vec::as_slice).collect();
-                            let result = build_locked(&ctx, planned, &refs);
+                            let result = build_locked(&ctx, planned, &dep_objects);
                             ctx.reporter.build_finished(
                                 &planned.hash,
                                 result.is_ok(),
@@ -240,15 +239,15 @@ impl Scheduler<'_> {
 fn build_locked(
     ctx: &JobContext<'_>,
     planned: &Planned<'_>,
-    deps: &[&[u8]],
-) -> Result<(Realisation, Vec<u8>), Error> {
+    deps: &[PathBuf],
+) -> Result<Realisation, Error> {
     let _lock = ctx.store.lock(&planned.hash)?;
-    if let Lookup::Hit(record, tar) = ctx.store.lookup(&planned.hash)? {
-        return Ok((record, tar));
+    if let Lookup::Hit(record) = ctx.store.lookup(&planned.hash)? {
+        return Ok(*record);
     }
     build(ctx, planned, deps)?;
     match ctx.store.lookup(&planned.hash)? {
-        Lookup::Hit(record, tar) => Ok((record, tar)),
+        Lookup::Hit(record) => Ok(*record),
         _ => Err(crate::store::Error::Fs(crate::fs::FsError::new(
             "read back the artifact just stored for",
             ctx.store.layout().realisation(&planned.hash),

@@ -32,8 +32,8 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<(), FsError> {
 }
 
 /// Unpacks an artifact tar over `dir`, replacing (never writing through) existing files.
-pub fn unpack_over(tar_bytes: &[u8], dir: &Path) -> Result<(), FsError> {
-    let mut archive = tar::Archive::new(tar_bytes);
+pub fn unpack_over(tar: impl std::io::Read, dir: &Path) -> Result<(), FsError> {
+    let mut archive = tar::Archive::new(tar);
     let entries = archive
         .entries()
         .map_err(|e| FsError::new("read artifact tar for", dir, e))?;
@@ -208,22 +208,11 @@ fn files_under(dir: &Path) -> Result<Vec<(PathBuf, Option<u16>)>, FsError> {
         if kind.is_dir() {
             out.extend(files_under(&path)?);
         } else if kind.is_file() {
-            let machine = elf_machine_of(&path)?;
+            let machine = crate::layer::elf_machine_of(&path)?;
             out.push((path, machine));
         }
     }
     Ok(out)
-}
-
-/// The ELF `e_machine` of a file, or None when it is not ELF.
-fn elf_machine_of(path: &Path) -> Result<Option<u16>, FsError> {
-    use std::io::Read;
-    let mut header = [0u8; super::ELF_HEADER_LEN];
-    let mut file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
-    let read = file
-        .read(&mut header)
-        .map_err(|e| FsError::new("read", path, e))?;
-    Ok(super::elf_machine(&header[..read]))
 }
 
 fn copy_licenses(name: &RecipeName, roots: &[PathBuf], artifact: &Path) -> Result<(), Error> {
@@ -261,7 +250,7 @@ mod tests {
         builder
             .append_data(&mut header, "include/a.h", &b"new"[..])
             .unwrap();
-        unpack_over(&builder.into_inner().unwrap(), &view).unwrap();
+        unpack_over(&builder.into_inner().unwrap()[..], &view).unwrap();
         assert_eq!(
             err::read_to_string(view.join("include/a.h")).unwrap(),
             "new"

@@ -13,7 +13,7 @@ use crate::build::{
 use crate::drv::Plan;
 use crate::fetch::{DebianIndex, Fetcher, RuntimePackage};
 use crate::graph::Graph;
-use crate::image::{self, ArtifactLayer, ImageRequest, LayerCache, Output, PlatformImage};
+use crate::image::{self, ArtifactLayer, ImageRequest, Output, PlatformImage, StoredLayer};
 use crate::recipe::{BaseImage, Platform, Project, Recipe};
 use crate::runtime::{self, BuiltComponent, ImageBuild, VersionInfo};
 use crate::store::Store;
@@ -159,7 +159,7 @@ fn image_request(
     for &platform in platforms {
         let parts: Vec<_> = plan
             .for_platform(platform)
-            .map(|p| (&p.recipe.recipe, &outcome.artifacts[&p.hash].0))
+            .map(|p| (&p.recipe.recipe, &outcome.artifacts[&p.hash]))
             .collect();
         let created = runtime::created(&parts);
         created_all = created_all.max(created);
@@ -171,16 +171,19 @@ fn image_request(
             components: plan
                 .for_platform(platform)
                 .map(|p| {
-                    let (record, tar) = &outcome.artifacts[&p.hash];
+                    let record = &outcome.artifacts[&p.hash];
                     let name = p.drv.name.to_string();
+                    let object = store.object_path(record);
+                    let tar = crate::store::read_object(&object)
+                        .map_err(|e| Failure::environment(crate::store::Error::from(e)))?;
                     let component = BuiltComponent {
                         derivation: p.hash.to_string(),
                         object: record.object.to_string(),
                         license: runtime::artifact_license(&name, tar),
                     };
-                    (name, component)
+                    Ok((name, component))
                 })
-                .collect(),
+                .collect::<Result<_, Failure>>()?,
         };
         let BaseImage::OciLayout { path, reference } = &project.image.platforms[&platform].base;
         let packages = runtime_packages(store, project, &recipes, platform)?;
@@ -193,10 +196,15 @@ fn image_request(
             artifacts: plan
                 .for_platform(platform)
                 .map(|p| {
-                    let (record, tar) = &outcome.artifacts[&p.hash];
+                    let record = &outcome.artifacts[&p.hash];
                     ArtifactLayer {
                         name: p.drv.name.to_string(),
-                        tar: tar.clone(),
+                        object: store.object_path(record),
+                        tar_size: record.tar_size,
+                        layer: Some(StoredLayer {
+                            path: store.layer_path(record),
+                            digests: record.layer,
+                        }),
                         mtime: record.source_time,
                     }
                 })
@@ -220,7 +228,6 @@ fn image_request(
         name: project.image.name.clone(),
         tags: runtime::tags(&project.image, created_all),
         platforms: images,
-        layer_cache: Some(LayerCache::new(store.layout().layers())),
     })
 }
 

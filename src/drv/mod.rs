@@ -51,6 +51,26 @@ pub struct Derivation {
 }
 
 impl Derivation {
+    /// A pgxs derivation of `name` for amd64 with no dependencies (for tests).
+    #[cfg(test)]
+    pub(crate) fn example(name: &str) -> Self {
+        Self {
+            protocol: PROTOCOL,
+            name: name.parse().expect("a valid recipe name"),
+            platform: Platform::Amd64,
+            pg_major: 18,
+            commit: "0123456789abcdef0123456789abcdef01234567"
+                .parse()
+                .expect("40 hex digits"),
+            subdir: None,
+            build_kind: "pgxs".into(),
+            build_flags: vec![],
+            build_packages: vec![],
+            builder: "test".into(),
+            deps: BTreeMap::new(),
+        }
+    }
+
     /// The derivation's hash: blake3 of its canonical encoding.
     pub fn hash(&self) -> DrvHash {
         DrvHash::from_bytes(*blake3::hash(&encode::canonical(self)).as_bytes())

@@ -3,17 +3,17 @@
 //! tools that read either format take it. Entries are sorted by path and written with
 //! the layer rules (GNU headers, fixed mtime, root-owned, 0755/0644).
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::Path;
 
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 
 use super::Error;
-use super::layer::header;
 use super::oci::{BlobSource, Blobs, OCI_LAYOUT, REF_NAME, annotated, canonical_json, index};
-use crate::digest::{HashingWriter, Sha256};
+use crate::digest::{HashingReader, Sha256};
 use crate::fs::{FsError, err};
+use crate::layer::NormalTar;
 
 /// The annotation containerd (and Docker's containerd image store) names an image by.
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -57,20 +57,6 @@ fn qualified(name: &str, tag: &str) -> String {
     }
 }
 
-/// Reads through `inner`, hashing what passes.
-struct HashingReader<R> {
-    inner: R,
-    hash: HashingWriter<io::Sink>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.write_all(&buf[..n])?;
-        Ok(n)
-    }
-}
-
 /// Writes the docker-archive `file` (atomically: a temp file beside it, then a rename).
 pub(crate) fn write(
     file: &Path,
@@ -78,7 +64,6 @@ pub(crate) fn write(
     image: &ArchiveImage,
     mtime: i64,
 ) -> Result<(), Error> {
-    let mtime = mtime.max(0) as u64;
     let parent = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -90,16 +75,14 @@ pub(crate) fn write(
         path: file.to_owned(),
         source,
     };
-    let mut tar = tar::Builder::new(io::BufWriter::new(tmp.as_file()));
-    for dir in ["blobs/", "blobs/sha256/"] {
-        let mut h = header(tar::EntryType::Directory, 0o755, 0, mtime);
-        tar.append_data(&mut h, dir, io::empty()).map_err(io)?;
+    let mut tar = NormalTar::new(io::BufWriter::new(tmp.as_file()), mtime);
+    for dir in ["blobs", "blobs/sha256"] {
+        tar.dir(dir).map_err(io)?;
     }
     for (digest, source, _) in blobs.iter() {
         match source {
             BlobSource::Bytes(bytes) => {
-                let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
-                tar.append_data(&mut h, blob_entry(digest), &bytes[..])
+                tar.file(&blob_entry(digest), 0o644, bytes.len() as u64, &bytes[..])
                     .map_err(io)?;
             }
             BlobSource::File(path) => {
@@ -110,14 +93,10 @@ pub(crate) fn write(
                     .metadata()
                     .map_err(|e| FsError::new("read metadata of", path, e))?
                     .len();
-                let mut h = header(tar::EntryType::Regular, 0o644, len, mtime);
-                let mut reader = HashingReader {
-                    inner: opened,
-                    hash: HashingWriter::new(io::sink()),
-                };
-                tar.append_data(&mut h, blob_entry(digest), &mut reader)
+                let mut reader = HashingReader::new(opened);
+                tar.file(&blob_entry(digest), 0o644, len, &mut reader)
                     .map_err(io)?;
-                let (_, found) = reader.hash.finish();
+                let found = reader.finish();
                 if found.sha256 != *digest {
                     return Err(Error::BlobMismatch {
                         path: path.clone(),
@@ -156,10 +135,10 @@ pub(crate) fn write(
         ("oci-layout", OCI_LAYOUT),
     ];
     for (path, bytes) in files {
-        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
-        tar.append_data(&mut h, path, bytes).map_err(io)?;
+        tar.file(path, 0o644, bytes.len() as u64, bytes)
+            .map_err(io)?;
     }
-    tar.into_inner().and_then(|mut w| w.flush()).map_err(io)?;
+    tar.finish().map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(file)
         .map_err(|e| FsError::new("rename temp file onto", file, e.error))?;

@@ -129,16 +129,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An artifact holds a path outside the artifact layout.
-    #[error(
-        "artifact `{artifact}` holds `{path}`, outside lib/, bin/, share/, include/ and licenses/"
-    )]
-    ArtifactPath {
-        /// The recipe.
-        artifact: String,
-        /// The path in the artifact tar.
-        path: String,
-    },
+    /// An artifact path outside the layout, or an ELF file of another machine.
+    #[error(transparent)]
+    Artifact(#[from] crate::layer::Error),
     /// An artifact holds an entry that is not a file, directory, symlink or hard link.
     #[error(
         "artifact `{artifact}` holds `{path}` of tar type {kind:?}; only files, directories and links go into an image"
@@ -162,22 +155,6 @@ pub enum Error {
         path: String,
         /// Its target.
         target: String,
-    },
-    /// An ELF file is for another machine than the image's platform.
-    #[error(
-        "{} file {file} in artifact `{artifact}` cannot go into a {platform} image (it needs {})",
-        crate::build::machine_name(*found),
-        crate::build::machine_name(platform.elf_machine())
-    )]
-    WrongMachine {
-        /// The recipe.
-        artifact: String,
-        /// The file, as named in the artifact.
-        file: String,
-        /// The image's platform.
-        platform: Platform,
-        /// The file's e_machine.
-        found: u16,
     },
     /// A runtime file's path is not a plain absolute path.
     #[error("runtime file path `{path}` must be absolute, without `.` or `..` parts")]

@@ -1,25 +1,17 @@
-//! Deterministic layers. An artifact's prefix-relative paths are mapped onto the base's
-//! Debian layout, every ELF file's machine is checked, and the entries are written as a tar
-//! that depends only on content: sorted by path, every parent directory present, GNU
-//! headers, mtime fixed, uid/gid 0 with empty names, modes normalized, no extended
-//! attributes. The tar is gzipped with no file name, mtime 0, OS "unknown" and a fixed
-//! level, hashed on the way (diff_id before gzip, digest after); a [`LayerCache`] keeps
-//! compressed layers so the same tar is compressed once.
+//! Layers made here: an artifact's tar mapped onto the image's Debian layout (when the
+//! store has no layer for it, or it folds into the overflow layer), the runtime and package
+//! layers; each written with the layer module's normaliser and gzip framing. Reading an
+//! artifact also yields what each of its ELF files needs at run time (for the linkage
+//! check), so a stored layer's artifact is read once, keeping no file contents.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
-
-use flate2::{Compression, GzBuilder};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 use super::{ArtifactLayer, Error, RuntimeFile};
-use crate::build::{ELF_HEADER_LEN, elf_machine};
-use crate::digest::{HashingWriter, Sha256};
-use crate::fs::{FsError, err, write_atomic};
+use crate::digest::Sha256;
+use crate::layer::{GzipLayer, NormalTar, elf, image_path, normal_mode, relative_path};
 use crate::recipe::Platform;
-
-/// gzip level of every layer: fixed, so the same tar always gives the same blob.
-const GZIP_LEVEL: u32 = 6;
 
 /// One entry of a layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,15 +30,77 @@ pub(crate) struct LayerContent {
     entries: BTreeMap<String, Entry>,
 }
 
+/// Where a layer blob's bytes are.
+#[derive(Debug, Clone)]
+pub(crate) enum BlobBytes {
+    /// Made here.
+    Memory(Vec<u8>),
+    /// The store's blob file, checked against its digest when it is copied.
+    File(PathBuf),
+}
+
 /// A layer after compression.
 #[derive(Debug, Clone)]
 pub(crate) struct Blob {
     /// The gzip bytes.
-    pub bytes: Vec<u8>,
-    /// sha256 of `bytes`: the layer's digest.
+    pub bytes: BlobBytes,
+    /// sha256 of the gzip bytes: the layer's digest.
     pub digest: Sha256,
     /// sha256 of the uncompressed tar: the layer's diff_id.
     pub diff_id: Sha256,
+    /// Size of the gzip bytes.
+    pub size: u64,
+}
+
+/// What an ELF file of an artifact asks of the dynamic linker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ElfNeeds {
+    /// Its image path.
+    pub path: String,
+    /// `DT_NEEDED` libraries.
+    pub libraries: Vec<String>,
+    /// `DT_RUNPATH` and `DT_RPATH` entries, as written (`$ORIGIN` unexpanded).
+    pub runpaths: Vec<String>,
+}
+
+impl ElfNeeds {
+    fn of(path: &str, bytes: &[u8]) -> Option<Self> {
+        if !bytes.starts_with(b"\x7fELF") {
+            return None;
+        }
+        let elf = goblin::elf::Elf::parse(bytes).ok()?;
+        Some(Self {
+            path: path.to_owned(),
+            libraries: elf.libraries.iter().map(|l| (*l).to_owned()).collect(),
+            runpaths: elf
+                .runpaths
+                .iter()
+                .chain(elf.rpaths.iter())
+                .map(|r| (*r).to_owned())
+                .collect(),
+        })
+    }
+}
+
+/// Whether reading an artifact keeps its files' contents (to write its layer here) or only
+/// its paths (its layer is the store's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Contents too.
+    Contents,
+    /// Paths, modes and link targets only.
+    Paths,
+}
+
+impl Blob {
+    /// The bytes of a blob made here.
+    #[cfg(test)]
+    pub fn memory(&self) -> &[u8] {
+        match &self.bytes {
+            BlobBytes::Memory(bytes) => bytes,
+            BlobBytes::File(path) => panic!("blob {} is a file", path.display()),
+        }
+    }
 }
 
 impl LayerContent {
@@ -74,14 +128,16 @@ impl LayerContent {
         self.entries.keys().map(String::as_str).collect()
     }
 
-    /// Maps an artifact tar onto the image's Debian layout, checking every ELF file's
-    /// machine against `platform`. Directories, files (0755 if any execute bit, else 0644)
-    /// and symlinks are kept; hard links become copies of their target.
+    /// Reads an artifact's object and maps it onto the image's Debian layout, checking
+    /// every ELF file's machine against `platform` and reading what it needs at run time.
+    /// Directories, files (0755 if any execute bit, else 0644) and symlinks are kept; hard
+    /// links become copies of their target. With [`Keep::Paths`], files keep no content.
     pub fn from_artifact(
         artifact: &ArtifactLayer,
         platform: Platform,
         pg_major: u32,
-    ) -> Result<Self, Error> {
+        keep: Keep,
+    ) -> Result<(Self, Vec<ElfNeeds>), Error> {
         let name = artifact.name.as_str();
         let io = |source| Error::ArtifactTar {
             artifact: name.to_owned(),
@@ -89,15 +145,17 @@ impl LayerContent {
         };
         let map = |path: &Path| -> Result<Option<String>, Error> {
             let text = path.to_string_lossy();
-            let outside = || Error::ArtifactPath {
+            let outside = || crate::layer::Error::ArtifactPath {
                 artifact: name.to_owned(),
                 path: text.clone().into_owned(),
             };
             let relative = relative_path(path).ok_or_else(outside)?;
-            map_path(&relative, pg_major).map_err(|()| outside())
+            image_path(&relative, pg_major).map_err(|_| outside().into())
         };
         let mut layer = Self::default();
-        let mut archive = tar::Archive::new(&artifact.tar[..]);
+        let mut needs: Vec<ElfNeeds> = Vec::new();
+        let object = crate::store::read_object(&artifact.object).map_err(|e| io(e.source))?;
+        let mut archive = tar::Archive::new(object);
         for entry in archive.entries().map_err(io)? {
             let mut entry = entry.map_err(io)?;
             let path = entry.path().map_err(io)?.into_owned();
@@ -122,23 +180,41 @@ impl LayerContent {
                         Some(file @ Entry::File(..)) => layer.insert(&target, file.clone()),
                         _ => return Err(missing()),
                     }
+                    if let Some(found) = needs.iter().find(|n| n.path == source) {
+                        needs.push(ElfNeeds {
+                            path: target.clone(),
+                            ..found.clone()
+                        });
+                    }
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mode = entry.header().mode().map_err(io)?;
-                    let mut data = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut data).map_err(io)?;
-                    if let Some(found) = elf_machine(&data[..data.len().min(ELF_HEADER_LEN)])
+                    // The header first: a file that is not ELF is read only to be kept.
+                    let mut data = Vec::new();
+                    (&mut entry)
+                        .take(elf::HEADER_LEN as u64)
+                        .read_to_end(&mut data)
+                        .map_err(io)?;
+                    let machine = elf::machine(&data);
+                    if let Some(found) = machine
                         && found != platform.elf_machine()
                     {
-                        return Err(Error::WrongMachine {
+                        return Err(crate::layer::Error::WrongMachine {
                             artifact: name.to_owned(),
                             file: shown(),
                             platform,
                             found,
-                        });
+                        }
+                        .into());
                     }
-                    let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                    layer.insert(&target, Entry::File(data, mode));
+                    if machine.is_some() || keep == Keep::Contents {
+                        entry.read_to_end(&mut data).map_err(io)?;
+                        needs.extend(ElfNeeds::of(&target, &data));
+                    }
+                    if keep == Keep::Paths {
+                        data = Vec::new();
+                    }
+                    layer.insert(&target, Entry::File(data, normal_mode(mode)));
                 }
                 tar::EntryType::XGlobalHeader => {}
                 other => {
@@ -150,7 +226,7 @@ impl LayerContent {
                 }
             }
         }
-        Ok(layer)
+        Ok((layer, needs))
     }
 
     /// Every entry, by path.
@@ -176,187 +252,35 @@ impl LayerContent {
         Ok(layer)
     }
 
-    /// Writes the layer tar with every entry's mtime at `mtime` and gzips it; with a
-    /// cache, a tar compressed before is not compressed again.
-    pub fn seal(&self, mtime: i64, cache: Option<&LayerCache>) -> io::Result<Blob> {
-        let tar = self.tar(mtime)?;
-        let diff_id = Sha256::of(&tar);
-        if let Some(blob) = cache.and_then(|c| c.get(&diff_id)) {
-            return Ok(blob);
-        }
-        let mut gzip = GzBuilder::new()
-            .mtime(0)
-            .write(HashingWriter::new(Vec::new()), Compression::new(GZIP_LEVEL));
-        gzip.write_all(&tar)?;
-        let (mut bytes, blob_digests) = gzip.finish()?.finish();
-        bytes.shrink_to_fit();
-        let blob = Blob {
-            bytes,
-            digest: blob_digests.sha256,
-            diff_id,
-        };
-        if let Some(cache) = cache {
-            cache.put(&blob);
-        }
-        Ok(blob)
-    }
-
-    /// The uncompressed layer tar, every entry's mtime at `mtime`.
-    fn tar(&self, mtime: i64) -> io::Result<Vec<u8>> {
-        let mut tar = tar::Builder::new(Vec::new());
-        let mtime = mtime.max(0) as u64;
+    /// Writes the layer tar with every entry's mtime at `mtime`, gzipped.
+    pub fn seal(&self, mtime: i64) -> io::Result<Blob> {
+        let mut tar = NormalTar::new(GzipLayer::new(Vec::new()), mtime);
         for (path, entry) in &self.entries {
             match entry {
-                Entry::Dir => {
-                    let mut h = header(tar::EntryType::Directory, 0o755, 0, mtime);
-                    tar.append_data(&mut h, format!("{path}/"), io::empty())?;
-                }
-                Entry::File(data, mode) => {
-                    let mut h = header(tar::EntryType::Regular, *mode, data.len() as u64, mtime);
-                    tar.append_data(&mut h, path, &data[..])?;
-                }
-                Entry::Symlink(target) => {
-                    let mut h = header(tar::EntryType::Symlink, 0o777, 0, mtime);
-                    tar.append_link(&mut h, path, target)?;
-                }
+                Entry::Dir => tar.dir(path)?,
+                Entry::File(data, mode) => tar.file(path, *mode, data.len() as u64, &data[..])?,
+                Entry::Symlink(target) => tar.symlink(path, target)?,
             }
         }
-        tar.into_inner()
-    }
-}
-
-/// Compressed layers kept between builds (in the store's `layers/`), named by the sha256
-/// of their uncompressed tar: `<diff_id>.json` records the blob's digest, `blobs/<digest>`
-/// holds it. Every read is checked against the recorded digest; a bad or missing entry is
-/// simply compressed again. Writes are atomic; failures to write only cost speed.
-#[derive(Debug, Clone)]
-pub struct LayerCache {
-    dir: PathBuf,
-}
-
-impl LayerCache {
-    /// A cache in `dir` (created on first write).
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
-    }
-
-    fn record(&self, diff_id: &Sha256) -> PathBuf {
-        self.dir.join(format!("{diff_id}.json"))
-    }
-
-    fn blob(&self, digest: &Sha256) -> PathBuf {
-        self.dir.join("blobs").join(digest.to_string())
-    }
-
-    fn get(&self, diff_id: &Sha256) -> Option<Blob> {
-        let record = err::read(self.record(diff_id)).ok()?;
-        let digest: Sha256 = serde_json::from_slice::<CacheRecord>(&record).ok()?.digest;
-        let bytes = err::read(self.blob(&digest)).ok()?;
-        if Sha256::of(&bytes) != digest {
-            tracing::warn!(%diff_id, "cached layer blob does not match its digest; compressing again");
-            return None;
-        }
-        Some(Blob {
-            bytes,
-            digest,
-            diff_id: *diff_id,
+        let (mut bytes, digests) = tar.finish()?.finish()?;
+        bytes.shrink_to_fit();
+        Ok(Blob {
+            bytes: BlobBytes::Memory(bytes),
+            digest: digests.digest,
+            diff_id: digests.diff_id,
+            size: digests.size,
         })
     }
-
-    fn put(&self, blob: &Blob) {
-        let tmp = self.dir.join("tmp");
-        let written = err::create_dir_all(&tmp)
-            .map_err(|e| FsError::new("create directory", &tmp, e))
-            .and_then(|()| write_atomic(&tmp, &self.blob(&blob.digest), &blob.bytes))
-            .and_then(|()| {
-                let record = serde_json::to_vec(&CacheRecord {
-                    digest: blob.digest,
-                })
-                .expect("a record serialises");
-                write_atomic(&tmp, &self.record(&blob.diff_id), &record)
-            });
-        if let Err(e) = written {
-            tracing::warn!("cannot keep a compressed layer: {e}");
-        }
-    }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CacheRecord {
-    digest: Sha256,
-}
-
-/// A GNU tar header with everything but the entry's own facts fixed.
-pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_size(size);
-    header.set_mtime(mtime);
-    header.set_uid(0);
-    header.set_gid(0);
-    header
-}
-
-/// `path` as `/`-joined normal parts (`.` dropped); `None` when it climbs out (`..`) or is
-/// absolute.
-fn relative_path(path: &Path) -> Option<String> {
-    let mut parts = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_string_lossy()),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.join("/"))
-}
-
-/// Where an artifact path goes in the image: `Ok(None)` for the prefix itself and for
-/// `include/` (never in the image), `Err` for paths outside the artifact layout.
-fn map_path(path: &str, pg_major: u32) -> Result<Option<String>, ()> {
-    if path.is_empty() {
-        return Ok(None);
-    }
-    let (top, rest) = path.split_once('/').unwrap_or((path, ""));
-    let base = match top {
-        "lib" => format!("usr/lib/postgresql/{pg_major}/lib"),
-        "bin" => format!("usr/lib/postgresql/{pg_major}/bin"),
-        "share" => format!("usr/share/postgresql/{pg_major}"),
-        "licenses" => "usr/share/doc/azb".to_owned(),
-        "include" => return Ok(None),
-        _ => return Err(()),
-    };
-    Ok(Some(if rest.is_empty() {
-        base
-    } else {
-        format!("{base}/{rest}")
-    }))
-}
-
-/// Reads a gzip layer back: (path, mtime, mode, uid, gid, entry type) per entry, in order.
+/// Reads a gzip layer back: the headers of its entries, in order.
 #[cfg(test)]
-pub(crate) fn list(gzip: &[u8]) -> Vec<(String, u64, u32, u64, u64, tar::EntryType)> {
+pub(crate) fn list(gzip: &[u8]) -> Vec<crate::layer::tests::Header> {
     let mut tar = Vec::new();
     flate2::read::GzDecoder::new(gzip)
         .read_to_end(&mut tar)
         .unwrap();
-    tar::Archive::new(&tar[..])
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let h = e.header();
-            (
-                e.path().unwrap().to_string_lossy().into_owned(),
-                h.mtime().unwrap(),
-                h.mode().unwrap(),
-                h.uid().unwrap(),
-                h.gid().unwrap(),
-                h.entry_type(),
-            )
-        })
-        .collect()
+    crate::layer::tests::headers(&tar)
 }
 
 /// The entries of a tar as they are (paths as written, `./` and all): directories, files
@@ -403,8 +327,8 @@ pub(crate) fn tar_entries(bytes: &[u8]) -> io::Result<Vec<(String, Entry)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::elf_test_header as elf_header;
-    use crate::image::testing::artifact;
+    use crate::image::testing::{artifact, artifact_from_tar};
+    use crate::layer::elf::tests::header as elf_header;
 
     #[test]
     fn artifact_paths_map_to_the_debian_layout_and_headers_stay_out() {
@@ -419,7 +343,8 @@ mod tests {
                 ("licenses/x/LICENSE", b"l", 0o600),
             ],
         );
-        let layer = LayerContent::from_artifact(&tar, Platform::Amd64, 18).unwrap();
+        let (layer, _) =
+            LayerContent::from_artifact(&tar, Platform::Amd64, 18, Keep::Contents).unwrap();
         assert_eq!(
             layer.paths(),
             [
@@ -454,22 +379,23 @@ mod tests {
     #[test]
     fn an_x86_64_library_is_refused_in_an_arm64_image() {
         let tar = artifact("foo", &[("lib/foo.so", &elf_header(62, true), 0o755)]);
-        let error = LayerContent::from_artifact(&tar, Platform::Arm64, 18).unwrap_err();
+        let error =
+            LayerContent::from_artifact(&tar, Platform::Arm64, 18, Keep::Contents).unwrap_err();
         assert_eq!(
             error.to_string(),
             "x86-64 file lib/foo.so in artifact `foo` cannot go into a linux/arm64 image (it needs aarch64)"
         );
         let tar = artifact("foo", &[("lib/foo.so", &elf_header(183, false), 0o755)]);
-        assert!(LayerContent::from_artifact(&tar, Platform::Arm64, 18).is_ok());
+        assert!(LayerContent::from_artifact(&tar, Platform::Arm64, 18, Keep::Contents).is_ok());
     }
 
     #[test]
     fn paths_outside_the_artifact_layout_are_refused() {
         for bad in ["etc/passwd", "README", "../lib/x.so"] {
             let tar = artifact("bar", &[(bad, b"x", 0o644)]);
-            let error = LayerContent::from_artifact(&tar, Platform::Amd64, 18);
+            let error = LayerContent::from_artifact(&tar, Platform::Amd64, 18, Keep::Contents);
             match error {
-                Err(e @ Error::ArtifactPath { .. }) => {
+                Err(e @ Error::Artifact(crate::layer::Error::ArtifactPath { .. })) => {
                     assert!(e.to_string().contains("artifact `bar` holds"), "{e}");
                 }
                 other => panic!("{bad}: {other:?}"),
@@ -494,12 +420,9 @@ mod tests {
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
         builder.append_link(&mut h, "lib/c.so", "a.so").unwrap();
-        let tar = ArtifactLayer {
-            name: "l".into(),
-            tar: builder.into_inner().unwrap(),
-            mtime: 0,
-        };
-        let layer = LayerContent::from_artifact(&tar, Platform::Amd64, 18).unwrap();
+        let tar = artifact_from_tar("l", &builder.into_inner().unwrap());
+        let (layer, _) =
+            LayerContent::from_artifact(&tar, Platform::Amd64, 18, Keep::Contents).unwrap();
         let lib = "usr/lib/postgresql/18/lib";
         assert_eq!(
             layer.entries[&format!("{lib}/b.so")],
@@ -518,34 +441,34 @@ mod tests {
         layer.insert("etc/postgresql/a", Entry::File(b"1".to_vec(), 0o755));
         layer.insert("etc/alink", Entry::Symlink("postgresql/a".into()));
         let (one, two) = (
-            layer.seal(1_700_000_000, None).unwrap(),
-            layer.seal(1_700_000_000, None).unwrap(),
+            layer.seal(1_700_000_000).unwrap(),
+            layer.seal(1_700_000_000).unwrap(),
         );
-        assert_eq!(one.bytes, two.bytes);
-        assert_eq!(Sha256::of(&one.bytes), one.digest);
+        assert_eq!(one.memory(), two.memory());
+        assert_eq!(Sha256::of(one.memory()), one.digest);
         // gzip header: magic, CM, FLG (no FNAME), MTIME = 0, XFL, OS = 255 (unknown).
-        assert_eq!(&one.bytes[..3], &[0x1f, 0x8b, 8]);
-        assert_eq!(one.bytes[3] & 0x08, 0, "no file name");
-        assert_eq!(&one.bytes[4..8], &[0, 0, 0, 0], "gzip mtime must be 0");
-        assert_eq!(one.bytes[9], 255);
+        assert_eq!(&one.memory()[..3], &[0x1f, 0x8b, 8]);
+        assert_eq!(one.memory()[3] & 0x08, 0, "no file name");
+        assert_eq!(&one.memory()[4..8], &[0, 0, 0, 0], "gzip mtime must be 0");
+        assert_eq!(one.memory()[9], 255);
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&one.bytes[..])
+        flate2::read::GzDecoder::new(one.memory())
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(Sha256::of(&tar), one.diff_id);
         let t = 1_700_000_000;
-        use tar::EntryType::{Directory as D, Regular as R, Symlink as S};
+        let (d, r, l) = (b'5', b'0', b'2');
         assert_eq!(
-            list(&one.bytes),
+            list(one.memory()),
             [
-                ("etc/".to_owned(), t, 0o755, 0, 0, D),
-                ("etc/alink".into(), t, 0o777, 0, 0, S),
-                ("etc/postgresql/".into(), t, 0o755, 0, 0, D),
-                ("etc/postgresql/a".into(), t, 0o755, 0, 0, R),
-                ("etc/postgresql/b".into(), t, 0o600, 0, 0, R),
+                ("etc/".to_owned(), t, 0o755, 0, 0, d, None),
+                ("etc/alink".into(), t, 0o777, 0, 0, l, None),
+                ("etc/postgresql/".into(), t, 0o755, 0, 0, d, None),
+                ("etc/postgresql/a".into(), t, 0o755, 0, 0, r, None),
+                ("etc/postgresql/b".into(), t, 0o600, 0, 0, r, None),
             ]
         );
-        assert_ne!(layer.seal(1, None).unwrap().digest, one.digest);
+        assert_ne!(layer.seal(1).unwrap().digest, one.digest);
     }
 
     #[test]
@@ -573,24 +496,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn the_layer_cache_returns_the_same_blob_and_survives_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = LayerCache::new(dir.path().to_owned());
-        let mut layer = LayerContent::default();
-        layer.insert("etc/x", Entry::File(vec![7; 4096], 0o644));
-        let fresh = layer.seal(5, Some(&cache)).unwrap();
-        let cached = cache
-            .get(&fresh.diff_id)
-            .expect("kept after the first seal");
-        assert_eq!((cached.digest, &cached.bytes), (fresh.digest, &fresh.bytes));
-        // A damaged cached blob is never used: the layer is compressed again.
-        err::write(cache.blob(&fresh.digest), b"not gzip").unwrap();
-        assert!(cache.get(&fresh.diff_id).is_none());
-        let again = layer.seal(5, Some(&cache)).unwrap();
-        assert_eq!(again.digest, fresh.digest);
-        assert_eq!(Sha256::of(&again.bytes), fresh.digest);
     }
 }

@@ -4,14 +4,15 @@
 //! docker-archive.
 //!
 //! Owns layer content, OCI documents and the output files. It never builds, fetches or
-//! reads the store: the caller hands over artifact tars and runtime files, and the only
+//! looks anything up in the store: the caller hands over the files of each artifact (its
+//! object and, when the store made one, its layer blob) and the runtime files; the other
 //! things read from disk are base image layouts. Same request, same bytes, on any machine.
 //!
 //! Choices:
-//! - Artifact paths map onto the Debian layout (`N` = `pg_major`): `lib/` and `bin/` to
-//!   `/usr/lib/postgresql/N/{lib,bin}/`, `share/` to `/usr/share/postgresql/N/`,
-//!   `licenses/<name>/` to `/usr/share/doc/azb/<name>/`; `include/` is dropped, anything
-//!   else is an error. Hard links become copies; other special files are errors.
+//! - Artifact paths map onto the Debian layout (the layer module's map); hard links become
+//!   copies; other special files are errors. An artifact that keeps its own layer uses the
+//!   store's blob as it is (the same bytes this module would write), so it is compressed
+//!   once, when it enters the store, and a registry that has it can mount it.
 //! - Layer budget: at most [`LAYER_BUDGET`] extension layers per platform. Past it, the
 //!   `LAYER_BUDGET - 1` artifacts with the largest uncompressed tars (name breaking ties)
 //!   keep their own layers, in request order, and the rest fold, in request order (a later
@@ -52,8 +53,7 @@ pub use packages::RuntimePackage;
 use crate::digest::Sha256;
 use crate::recipe::Platform;
 use base::Base;
-pub use layer::LayerCache;
-use layer::{Blob, LayerContent};
+use layer::{Blob, BlobBytes, ElfNeeds, Keep, LayerContent};
 use oci::{AddedLayer, Blobs};
 
 /// Extension layers per platform before the smallest fold into one overflow layer.
@@ -71,8 +71,6 @@ pub struct ImageRequest {
     pub tags: Vec<String>,
     /// One image per platform.
     pub platforms: Vec<PlatformImage>,
-    /// Where compressed layers are kept between builds, if anywhere.
-    pub layer_cache: Option<LayerCache>,
 }
 
 /// One platform's image.
@@ -107,12 +105,26 @@ pub struct PlatformImage {
 pub struct ArtifactLayer {
     /// Recipe name, e.g. `vector`.
     pub name: String,
-    /// The uncompressed artifact tar, paths relative to the PostgreSQL prefix (`lib/...`,
-    /// `share/...`, `bin/...`, `include/...`, `licenses/<name>/...`).
-    pub tar: Vec<u8>,
+    /// The store object: a zstd tar with paths relative to the PostgreSQL prefix
+    /// (`lib/...`, `share/...`, `bin/...`, `include/...`, `licenses/<name>/...`).
+    pub object: PathBuf,
+    /// Size of the uncompressed tar (the layer budget keeps the largest).
+    pub tar_size: u64,
+    /// The layer the store made of it, used as is when the artifact keeps its own layer;
+    /// `None`: made here from the object.
+    pub layer: Option<StoredLayer>,
     /// Unix seconds for every entry of its layer: the artifact's own source time, so a
     /// layer changes only when its artifact does (not when another extension is re-pinned).
     pub mtime: i64,
+}
+
+/// A layer blob the store holds.
+#[derive(Debug, Clone)]
+pub struct StoredLayer {
+    /// The gzip blob file.
+    pub path: PathBuf,
+    /// Its diff_id, digest and size.
+    pub digests: crate::layer::LayerDigests,
 }
 
 /// Where the image goes.
@@ -166,72 +178,71 @@ struct Assembled {
     layers: Vec<Sha256>,
 }
 
-/// A layer to write: its name (for errors), its history entry, its content and mtime.
+/// A layer to write: its name (for errors), its history entry, and where it comes from.
 struct Planned {
     name: String,
     created_by: String,
-    content: LayerContent,
-    mtime: i64,
+    source: LayerSource,
 }
 
-/// Applies the layer budget (see the module docs) to `(name, tar size, content, mtime)`.
-fn fold(extensions: Vec<(String, u64, LayerContent, i64)>) -> Vec<Planned> {
-    let own = |(name, _, content, mtime): (String, u64, LayerContent, i64)| Planned {
-        created_by: format!("azb extension {name}"),
-        name,
-        content,
-        mtime,
-    };
-    if extensions.len() <= LAYER_BUDGET {
-        return extensions.into_iter().map(own).collect();
+/// Where a layer's blob comes from.
+enum LayerSource {
+    /// Written here from this content, every mtime at the given time.
+    Content(LayerContent, i64),
+    /// The store's blob.
+    Stored(StoredLayer),
+}
+
+/// Which artifacts fold into the overflow layer (see the module docs), from their
+/// `(name, tar size)` in request order.
+fn folded(sizes: &[(&str, u64)]) -> Vec<bool> {
+    if sizes.len() <= LAYER_BUDGET {
+        return vec![false; sizes.len()];
     }
-    let mut by_size: Vec<usize> = (0..extensions.len()).collect();
+    let mut by_size: Vec<usize> = (0..sizes.len()).collect();
     by_size.sort_by(|&a, &b| {
-        let (a, b) = (&extensions[a], &extensions[b]);
-        b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+        let (a, b) = (sizes[a], sizes[b]);
+        b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0))
     });
-    let mut keep = vec![false; extensions.len()];
+    let mut fold = vec![true; sizes.len()];
     for &index in &by_size[..LAYER_BUDGET - 1] {
-        keep[index] = true;
+        fold[index] = false;
     }
-    let (mut planned, mut folded, mut overflow) = (Vec::new(), Vec::new(), LayerContent::default());
-    let mut overflow_mtime = 0;
-    for (index, extension) in extensions.into_iter().enumerate() {
-        if keep[index] {
-            planned.push(own(extension));
-        } else {
-            folded.push(extension.0);
-            overflow.extend(extension.2);
-            overflow_mtime = overflow_mtime.max(extension.3);
-        }
-    }
-    planned.push(Planned {
-        name: OVERFLOW_LAYER.to_owned(),
-        created_by: format!("azb extensions {} ({OVERFLOW_LAYER})", folded.join(", ")),
-        content: overflow,
-        mtime: overflow_mtime,
-    });
-    planned
+    fold
 }
 
-/// Reads the base, maps and checks the artifacts, and compresses every layer (in parallel).
-fn seal<'a>(image: &'a PlatformImage, cache: Option<&LayerCache>) -> Result<Sealed<'a>, Error> {
+/// Reads the base, reads and checks the artifacts, and compresses every layer made here
+/// (in parallel).
+fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
     let platform = image.platform;
     let base = base::read(&image.base, image.base_ref.as_deref(), platform)?;
-    let extensions = image
-        .artifacts
-        .par_iter()
-        .map(|a| {
-            let content = LayerContent::from_artifact(a, platform, image.pg_major)?;
-            Ok((a.name.clone(), a.tar.len() as u64, content, a.mtime))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let contents = packages::BaseContents::read(&base)?;
-    let package_layer = packages::package_layer(&contents, &image.packages)?;
-    let checked: Vec<(&ArtifactLayer, &LayerContent)> = image
+    let sizes: Vec<(&str, u64)> = image
         .artifacts
         .iter()
-        .zip(extensions.iter().map(|e| &e.2))
+        .map(|a| (a.name.as_str(), a.tar_size))
+        .collect();
+    let fold = folded(&sizes);
+    // An artifact whose layer is the store's is read for its paths and ELF needs only.
+    let read = image
+        .artifacts
+        .par_iter()
+        .zip(&fold)
+        .map(|(a, &fold)| {
+            let keep = if fold || a.layer.is_none() {
+                Keep::Contents
+            } else {
+                Keep::Paths
+            };
+            LayerContent::from_artifact(a, platform, image.pg_major, keep)
+        })
+        .collect::<Result<Vec<(LayerContent, Vec<ElfNeeds>)>, Error>>()?;
+    let contents = packages::BaseContents::read(&base)?;
+    let package_layer = packages::package_layer(&contents, &image.packages)?;
+    let checked: Vec<(&str, &LayerContent, &[ElfNeeds])> = image
+        .artifacts
+        .iter()
+        .zip(&read)
+        .map(|(a, (content, needs))| (a.name.as_str(), content, needs.as_slice()))
         .collect();
     packages::check_linkage(
         platform,
@@ -244,28 +255,63 @@ fn seal<'a>(image: &'a PlatformImage, cache: Option<&LayerCache>) -> Result<Seal
         planned.push(Planned {
             name: "runtime packages".to_owned(),
             created_by: format!("azb runtime packages {}", added.join(" ")),
-            content,
-            mtime: image.created,
+            source: LayerSource::Content(content, image.created),
         });
     }
-    planned.extend(fold(extensions));
+    let (mut overflow, mut overflow_names, mut overflow_mtime) =
+        (LayerContent::default(), Vec::new(), 0);
+    for ((artifact, (content, _)), fold) in image.artifacts.iter().zip(read).zip(fold) {
+        if fold {
+            overflow_names.push(artifact.name.as_str());
+            overflow.extend(content);
+            overflow_mtime = overflow_mtime.max(artifact.mtime);
+            continue;
+        }
+        planned.push(Planned {
+            name: artifact.name.clone(),
+            created_by: format!("azb extension {}", artifact.name),
+            source: match &artifact.layer {
+                Some(stored) => LayerSource::Stored(stored.clone()),
+                None => LayerSource::Content(content, artifact.mtime),
+            },
+        });
+    }
+    if !overflow_names.is_empty() {
+        planned.push(Planned {
+            name: OVERFLOW_LAYER.to_owned(),
+            created_by: format!(
+                "azb extensions {} ({OVERFLOW_LAYER})",
+                overflow_names.join(", ")
+            ),
+            source: LayerSource::Content(overflow, overflow_mtime),
+        });
+    }
     planned.push(Planned {
         name: "runtime".to_owned(),
         created_by: "azb runtime".to_owned(),
-        content: LayerContent::from_runtime(&image.runtime_files)?,
-        mtime: image.created,
+        source: LayerSource::Content(
+            LayerContent::from_runtime(&image.runtime_files)?,
+            image.created,
+        ),
     });
     let layers = planned
         .into_par_iter()
         .map(|p| {
-            let blob = p
-                .content
-                .seal(p.mtime, cache)
-                .map_err(|source| Error::Layer {
-                    layer: p.name,
-                    platform,
-                    source,
-                })?;
+            let blob = match p.source {
+                LayerSource::Content(content, mtime) => {
+                    content.seal(mtime).map_err(|source| Error::Layer {
+                        layer: p.name,
+                        platform,
+                        source,
+                    })?
+                }
+                LayerSource::Stored(stored) => Blob {
+                    bytes: BlobBytes::File(stored.path),
+                    digest: stored.digests.digest,
+                    diff_id: stored.digests.diff_id,
+                    size: stored.digests.size,
+                },
+            };
             let added = AddedLayer {
                 created_by: p.created_by,
                 diff_id: blob.diff_id,
@@ -302,7 +348,17 @@ fn store(sealed: Sealed<'_>, blobs: &mut Blobs) -> Result<Assembled, Error> {
     let (added, compressed): (Vec<AddedLayer>, Vec<Blob>) = layers.into_iter().unzip();
     for blob in compressed {
         digests.push(blob.digest);
-        descriptors.push(blobs.add_bytes(MediaType::ImageLayerGzip, blob.bytes));
+        descriptors.push(match blob.bytes {
+            BlobBytes::Memory(bytes) => blobs.add_bytes(MediaType::ImageLayerGzip, bytes),
+            BlobBytes::File(path) => {
+                blobs.add_file(blob.digest, path, blob.size);
+                Descriptor::new(
+                    MediaType::ImageLayerGzip,
+                    blob.size,
+                    blob.digest.oci_digest(),
+                )
+            }
+        });
     }
     let config = oci::config(
         &base.config,
@@ -365,7 +421,7 @@ pub fn assemble(request: &ImageRequest, output: &Output) -> Result<ImageSummary,
     let sealed = request
         .platforms
         .par_iter()
-        .map(|image| seal(image, request.layer_cache.as_ref()))
+        .map(seal)
         .collect::<Result<Vec<_>, Error>>()?;
     let mut blobs = Blobs::default();
     let assembled = sealed

@@ -11,12 +11,13 @@
 //! linkage rule. Never downloads anything: the caller hands over each package's data tar.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
+use super::Error;
 use super::base::{Base, blob_path, sha256_of};
-use super::layer::{Entry, LayerContent, tar_entries};
-use super::{ArtifactLayer, Error};
+use super::layer::{ElfNeeds, Entry, LayerContent, tar_entries};
+use crate::digest::HashingReader;
 use crate::fs::{FsError, err};
 use crate::recipe::Platform;
 
@@ -40,21 +41,17 @@ impl BaseContents {
         for descriptor in &base.layers {
             let digest = sha256_of(&base.dir, descriptor.digest())?;
             let path = blob_path(&base.dir, &digest);
-            let bytes = err::read(&path).map_err(|e| FsError::new("read blob", &path, e))?;
-            if crate::digest::Sha256::of(&bytes) != digest {
-                return Err(Error::BlobMismatch {
-                    path,
-                    expected: digest.oci_digest(),
-                    found: crate::digest::Sha256::of(&bytes).oci_digest(),
-                });
-            }
-            let tar: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
-                Box::new(flate2::read::GzDecoder::new(&bytes[..]))
+            let io = |e| FsError::new("read base layer", &path, e);
+            // Streamed and hashed on the way; the digest is checked once the blob is read.
+            let file = err::File::open(&path).map_err(|e| FsError::new("open blob", &path, e))?;
+            let mut blob = std::io::BufReader::new(HashingReader::new(file));
+            let gzip = blob.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+            let tar: Box<dyn Read + '_> = if gzip {
+                Box::new(flate2::bufread::GzDecoder::new(&mut blob))
             } else {
-                Box::new(&bytes[..])
+                Box::new(&mut blob)
             };
             let mut archive = tar::Archive::new(tar);
-            let io = |e| FsError::new("read base layer", &path, e);
             for entry in archive.entries().map_err(io)? {
                 let mut entry = entry.map_err(io)?;
                 let name = clean(&entry.path().map_err(io)?.to_string_lossy());
@@ -77,6 +74,16 @@ impl BaseContents {
                     contents.conf.push(text);
                 }
                 contents.paths.insert(name, link);
+            }
+            drop(archive);
+            std::io::copy(&mut blob, &mut std::io::sink()).map_err(io)?;
+            let found = blob.into_inner().finish().sha256;
+            if found != digest {
+                return Err(Error::BlobMismatch {
+                    path,
+                    expected: digest.oci_digest(),
+                    found: found.oci_digest(),
+                });
             }
         }
         contents.packages = installed(&status);
@@ -258,7 +265,7 @@ pub(crate) fn check_linkage(
     platform: Platform,
     base: &BaseContents,
     packages: Option<&LayerContent>,
-    artifacts: &[(&ArtifactLayer, &LayerContent)],
+    artifacts: &[(&str, &LayerContent, &[ElfNeeds])],
 ) -> Result<(), Error> {
     let mut paths = base.paths.clone();
     let mut add = |content: &LayerContent| {
@@ -273,13 +280,13 @@ pub(crate) fn check_linkage(
     if let Some(layer) = packages {
         add(layer);
     }
-    for (_, content) in artifacts {
+    for (_, content, _) in artifacts {
         add(content);
     }
+    // Artifacts map only into /usr: linker configuration comes from the base and packages.
     let conf: Vec<String> = packages
         .into_iter()
         .flat_map(|p| p.entries())
-        .chain(artifacts.iter().flat_map(|(_, c)| c.entries()))
         .filter(|(p, _)| p.starts_with("etc/ld.so.conf.d/"))
         .filter_map(|(_, e)| match e {
             Entry::File(bytes, _) => Some(String::from_utf8_lossy(bytes).into_owned()),
@@ -288,20 +295,11 @@ pub(crate) fn check_linkage(
         .chain(base.conf.iter().cloned())
         .collect();
     let dirs = linker_dirs(platform, &conf);
-    for (artifact, content) in artifacts {
-        for (path, entry) in content.entries() {
-            let Entry::File(bytes, _) = entry else {
-                continue;
-            };
-            if !bytes.starts_with(b"\x7fELF") {
-                continue;
-            }
-            let Ok(elf) = goblin::elf::Elf::parse(bytes) else {
-                continue;
-            };
-            let origin = Path::new(path).parent().unwrap_or(Path::new(""));
+    for (artifact, _, needs) in artifacts {
+        for elf in *needs {
+            let origin = Path::new(&elf.path).parent().unwrap_or(Path::new(""));
             let mut search: Vec<String> = Vec::new();
-            for runpath in elf.runpaths.iter().chain(elf.rpaths.iter()) {
+            for runpath in &elf.runpaths {
                 for dir in runpath.split(':') {
                     let dir = dir.replace("$ORIGIN", &format!("/{}", origin.display()));
                     search.push(clean(&normalise(&dir)));
@@ -314,9 +312,9 @@ pub(crate) fn check_linkage(
                     .any(|dir| resolve(&paths, &format!("{dir}/{library}")).is_some());
                 if !found {
                     return Err(Error::MissingLibrary {
-                        artifact: artifact.name.clone(),
-                        file: format!("/{path}"),
-                        library: (*library).to_owned(),
+                        artifact: (*artifact).to_owned(),
+                        file: format!("/{}", elf.path),
+                        library: library.clone(),
                         platform,
                         package: package_guess(library),
                     });

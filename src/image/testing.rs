@@ -10,6 +10,25 @@ use super::layer::{Entry, LayerContent};
 use super::oci::{self, Blobs, REF_NAME};
 use crate::recipe::Platform;
 
+/// Where the artifacts tests make keep their object files (for the life of the process).
+fn objects() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// An artifact whose object holds `tar`, with no stored layer.
+pub(crate) fn artifact_from_tar(name: &str, tar: &[u8]) -> ArtifactLayer {
+    let object = tempfile::NamedTempFile::new_in(objects()).unwrap();
+    zstd::stream::copy_encode(tar, object.as_file(), 1).unwrap();
+    ArtifactLayer {
+        name: name.to_owned(),
+        object: object.into_temp_path().keep().unwrap(),
+        tar_size: tar.len() as u64,
+        layer: None,
+        mtime: 1_700_000_000,
+    }
+}
+
 /// An artifact tar with the given (path, content, mode) files, in this order.
 pub(crate) fn artifact(name: &str, files: &[(&str, &[u8], u32)]) -> ArtifactLayer {
     let mut builder = tar::Builder::new(Vec::new());
@@ -24,11 +43,7 @@ pub(crate) fn artifact(name: &str, files: &[(&str, &[u8], u32)]) -> ArtifactLaye
         h.set_cksum();
         builder.append(&h, *data).unwrap();
     }
-    ArtifactLayer {
-        name: name.to_owned(),
-        tar: builder.into_inner().unwrap(),
-        mtime: 1_700_000_000,
-    }
+    artifact_from_tar(name, &builder.into_inner().unwrap())
 }
 
 /// How the base layout's index.json points at the platform manifests.
@@ -59,8 +74,8 @@ pub(crate) fn base_layout(dir: &Path, platforms: &[Platform], fixture: Fixture) 
             "usr/bin/postgres",
             Entry::Symlink("../lib/postgresql/18/bin/postgres".into()),
         );
-        let blob = layer.seal(1_600_000_000, None).unwrap();
-        let layer = blobs.add_bytes(MediaType::ImageLayerGzip, blob.bytes);
+        let blob = layer.seal(1_600_000_000).unwrap();
+        let layer = blobs.add_bytes(MediaType::ImageLayerGzip, blob.memory().to_vec());
         let config = serde_json::json!({
             "architecture": platform.oci_arch(),
             "os": "linux",

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use super::testing::{Fixture, artifact, base_layout, labels};
 use super::*;
-use crate::build::{elf_machine, elf_test_header as elf_header};
 use crate::fs::err;
+use crate::layer::elf::{machine as elf_machine, tests::header as elf_header};
 
 const CREATED: i64 = 1_763_825_400; // 2025-11-22T15:30:00Z
 
@@ -56,7 +56,6 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
         name: "azb/postgres".into(),
         tags: vec!["18.6-202511221530-test".into(), "18".into()],
         platforms,
-        layer_cache: None,
     }
 }
 
@@ -141,43 +140,25 @@ fn the_same_request_gives_the_same_bytes_from_different_bases_and_dirs() {
 
 #[test]
 fn past_the_budget_the_smallest_artifacts_fold_into_one_overflow_layer() {
-    let extensions: Vec<(String, u64, LayerContent, i64)> = (0..40)
-        .map(|i| {
-            (
-                format!("e{i:02}"),
-                if i == 3 { 10 } else { 1000 - i },
-                LayerContent::default(),
-                i as i64,
-            )
-        })
-        .collect();
-    let planned = fold(extensions);
-    assert_eq!(planned.len(), LAYER_BUDGET);
-    let kept: Vec<&str> = planned[..LAYER_BUDGET - 1]
+    let names: Vec<String> = (0..40).map(|i| format!("e{i:02}")).collect();
+    let sizes: Vec<(&str, u64)> = names
         .iter()
-        .map(|p| p.name.as_str())
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), if i == 3 { 10 } else { 1000 - i as u64 }))
+        .collect();
+    let fold = folded(&sizes);
+    let kept: Vec<&str> = sizes
+        .iter()
+        .zip(&fold)
+        .filter(|(_, f)| !**f)
+        .map(|(s, _)| s.0)
         .collect();
     let expected: Vec<String> = (0..30)
         .filter(|&i| i != 3)
         .map(|i| format!("e{i:02}"))
         .collect();
-    assert_eq!(
-        kept, expected,
-        "the largest keep their layers, in request order"
-    );
-    let overflow = &planned[LAYER_BUDGET - 1];
-    assert_eq!(overflow.name, OVERFLOW_LAYER);
-    assert_eq!(
-        overflow.mtime, 39,
-        "the overflow layer takes its newest artifact's time"
-    );
-    assert!(
-        overflow
-            .created_by
-            .starts_with("azb extensions e03, e30, e31,"),
-        "{}",
-        overflow.created_by
-    );
+    assert_eq!(kept, expected, "the largest keep their layers");
+    assert_eq!(folded(&sizes[..LAYER_BUDGET]), vec![false; LAYER_BUDGET]);
 
     let work = tempfile::tempdir().unwrap();
     base_layout(work.path(), &[Platform::Arm64], Fixture::Flat);
@@ -192,6 +173,25 @@ fn past_the_budget_the_smallest_artifacts_fold_into_one_overflow_layer() {
         info["Layers"].as_array().unwrap().len(),
         1 + LAYER_BUDGET + 1
     );
+    // The overflow layer comes after the kept ones, holds the smallest, in request order,
+    // and takes its newest artifact's time.
+    let config = run(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci:{}:18", out.display()),
+    ]));
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let history: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history[LAYER_BUDGET],
+        "azb extensions e01, e02, e03, e04 (azb-overflow)"
+    );
+    assert_eq!(history[1], "azb extension hello");
 }
 
 #[test]
@@ -380,9 +380,9 @@ fn docker_loads_and_runs_the_archive() {
             layer::Entry::File(data, 0o755),
         );
     }
-    let blob = rootfs.seal(0, None).unwrap();
+    let blob = rootfs.seal(0).unwrap();
     let rootfs_tar = work.path().join("rootfs.tar.gz");
-    err::write(&rootfs_tar, &blob.bytes).unwrap();
+    err::write(&rootfs_tar, blob.memory()).unwrap();
     let id = std::process::id();
     let (base_image, image) = (
         format!("azb-image-test-base:{id}"),
@@ -421,4 +421,48 @@ fn docker_loads_and_runs_the_archive() {
         "/usr/share/postgresql/18/extension/hello.control",
     ]));
     assert_eq!(control, "comment = 'hi'\n");
+}
+
+#[test]
+fn the_layer_the_store_makes_is_the_one_assembly_would_make() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(store_dir.path()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let write = |path: &str, bytes: &[u8], mode: u32| {
+        let path = out.path().join(path);
+        err::create_dir_all(path.parent().unwrap()).unwrap();
+        err::write(&path, bytes).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write("lib/hello.so", &elf_header(62, true), 0o775);
+    write("lib/bitcode/hello/a.bc", b"bc", 0o600);
+    write("share/extension/hello.control", b"comment = 'hi'\n", 0o644);
+    write("include/server/hello.h", b"int x;\n", 0o644);
+    write("licenses/hello/LICENSE", b"MIT\n", 0o444);
+    std::os::unix::fs::symlink("hello.so", out.path().join("lib/hello-1.so")).unwrap();
+    let drv = crate::drv::Derivation::example("hello");
+    let record = crate::store::BuildRecord {
+        builder: "test".into(),
+        source_time: 1_700_000_123,
+        duration_ms: 1,
+    };
+    let real = store.add_artifact(&drv, out.path(), record).unwrap();
+    let artifact = ArtifactLayer {
+        name: "hello".into(),
+        object: store.object_path(&real),
+        tar_size: real.tar_size,
+        layer: None,
+        mtime: real.source_time,
+    };
+    let (content, needs) =
+        LayerContent::from_artifact(&artifact, Platform::Amd64, 18, Keep::Contents).unwrap();
+    let made = content.seal(real.source_time).unwrap();
+    assert_eq!(
+        (made.digest, made.diff_id, made.size),
+        (real.layer.digest, real.layer.diff_id, real.layer.size)
+    );
+    assert_eq!(made.memory(), err::read(store.layer_path(&real)).unwrap());
+    let elves: Vec<&str> = needs.iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(elves, ["usr/lib/postgresql/18/lib/hello.so"]);
 }

@@ -118,8 +118,8 @@ pub fn sbom_file(image: &ImageDef, recipes: &[&Recipe], build: &ImageBuild) -> R
 }
 
 /// The licence an artifact's `licenses/<name>/` files declare (None when there are none or
-/// none is recognised). `tar` is the artifact's uncompressed tar.
-pub fn artifact_license(name: &str, tar: &[u8]) -> Option<String> {
+/// none is recognised). `tar` reads the artifact's uncompressed tar.
+pub fn artifact_license(name: &str, tar: impl std::io::Read) -> Option<String> {
     let prefix = format!("licenses/{name}/");
     let mut texts = Vec::new();
     let mut archive = tar::Archive::new(tar);
@@ -286,7 +286,7 @@ mod tests {
                 .unwrap();
         }
         let tar = builder.into_inner().unwrap();
-        assert_eq!(artifact_license("x", &tar).as_deref(), Some("MIT"));
-        assert_eq!(artifact_license("z", &tar), None);
+        assert_eq!(artifact_license("x", &tar[..]).as_deref(), Some("MIT"));
+        assert_eq!(artifact_license("z", &tar[..]), None);
     }
 }

@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::digest::ObjectHash;
-use crate::drv::DrvHash;
 use crate::fs::FsError;
 
 /// What can go wrong in the store.
@@ -31,32 +29,7 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// Packing an artifact directory into a tar failed.
-    #[error("cannot pack artifact directory `{dir}` for derivation {drv}")]
-    Pack {
-        /// The directory.
-        dir: PathBuf,
-        /// The derivation.
-        drv: DrvHash,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An artifact holds something other than files, directories and symlinks.
-    #[error("artifact directory `{path}` holds a special file (device, socket or fifo)")]
-    SpecialFile {
-        /// The file.
-        path: PathBuf,
-    },
-    /// An object could not be decompressed.
-    #[error("object {object} at `{path}` cannot be decompressed")]
-    Decompress {
-        /// The object.
-        object: ObjectHash,
-        /// Its file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading an artifact directory or making its layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::layer::Error),
 }

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::digest::ObjectHash;
+use crate::digest::{ObjectHash, Sha256};
 use crate::drv::DrvHash;
 use crate::recipe::Platform;
 
 /// Version of the on-disk layout; written to `<root>/store-version`.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Paths inside one store root.
 #[derive(Debug, Clone)]
@@ -30,9 +30,10 @@ impl Layout {
     }
 
     /// Directories created when the store is opened.
-    pub fn dirs(&self) -> [PathBuf; 9] {
+    pub fn dirs(&self) -> [PathBuf; 10] {
         [
             "objects",
+            "blobs/sha256",
             "realisations",
             "derivations",
             "roots",
@@ -54,6 +55,15 @@ impl Layout {
     pub fn object(&self, hash: &ObjectHash) -> PathBuf {
         let hex = hash.to_string();
         self.root.join("objects").join(&hex[..2]).join(hex)
+    }
+
+    /// `blobs/sha256/<hex>`: an artifact's image layer (gzip), named by its digest, as an
+    /// OCI image layout names blobs.
+    pub fn blob(&self, digest: &Sha256) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join("sha256")
+            .join(digest.to_string())
     }
 
     /// `realisations/<drv>.json`.
@@ -90,11 +100,6 @@ impl Layout {
         self.root.join("locks").join(format!("{name}.lock"))
     }
 
-    /// `layers/`: compressed image layers kept between builds (owned by image assembly).
-    pub fn layers(&self) -> PathBuf {
-        self.root.join("layers")
-    }
-
     /// `tools/<name>-<version>/`: build tools installed per version, such as cargo-pgrx
     /// (`tools/cargo-pgrx-0.16.1/bin/cargo-pgrx`). Kept between builds; never in an image.
     pub fn tool(&self, name: &str, version: &str) -> PathBuf {
@@ -118,8 +123,9 @@ impl Layout {
         self.root.join("tmp")
     }
 
-    /// `quarantine/<hex>`: a corrupted object moved aside.
-    pub fn quarantine(&self, hash: &ObjectHash) -> PathBuf {
-        self.root.join("quarantine").join(hash.to_string())
+    /// `quarantine/<name>`: a corrupted object, blob or record moved aside (`name`: its
+    /// file name).
+    pub fn quarantine(&self, name: &str) -> PathBuf {
+        self.root.join("quarantine").join(name)
     }
 }

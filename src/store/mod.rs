@@ -1,18 +1,20 @@
 //! The local content-addressed store (`cache/` by default): artifacts as objects named by
-//! the blake3 of their normalized tar, realisations mapping a derivation to its object,
-//! the inputs of built derivations, logs, bare source mirrors, locks.
+//! the blake3 of their normalized tar, each with its image layer (gzip, as the image carries
+//! it) named by its sha256; realisations mapping a derivation to both; the inputs of built
+//! derivations, logs, bare source mirrors, locks.
 //!
 //! Owns the store's files and their invariants: every write goes to tmp/ and is renamed
-//! into place, a realisation is written only after its object, every object read is
-//! re-hashed and a mismatch is quarantined. Never builds or fetches; callers pass in
-//! finished directories and get back verified bytes.
+//! into place, a realisation is written only after its object and layer, a lookup re-hashes
+//! both (streaming; nothing is held in memory) and moves a mismatch, or a record that cannot
+//! be read, to `quarantine/`. Never builds or fetches; callers pass in finished directories
+//! and read verified objects back as streams.
 
 mod error;
 mod layout;
 mod pack;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,7 @@ pub use layout::{LAYOUT_VERSION, Layout};
 use crate::digest::{HashingWriter, ObjectHash, Sha256};
 use crate::drv::{Derivation, DrvHash};
 use crate::fs::{FsError, LockFile, err, write_atomic};
+use crate::layer::LayerDigests;
 use crate::recipe::{Platform, RecipeName};
 
 /// zstd level for objects: fixed, so the same tar always compresses to the same bytes.
@@ -45,9 +48,11 @@ pub struct Realisation {
     pub tar_size: u64,
     /// Size of the compressed object.
     pub compressed_size: u64,
+    /// The artifact's image layer: its diff_id, blob digest and blob size.
+    pub layer: LayerDigests,
     /// Who built it.
     pub builder: String,
-    /// The source commit's time (SOURCE_DATE_EPOCH of the build).
+    /// The source commit's time (SOURCE_DATE_EPOCH of the build; the layer's mtimes).
     pub source_time: i64,
     /// How long the build took.
     pub duration_ms: u64,
@@ -59,17 +64,25 @@ pub struct Realisation {
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
-    /// The derivation is built; here are its record and its verified tar.
-    Hit(Realisation, Vec<u8>),
+    /// The derivation is built; its object and layer matched their hashes just now.
+    Hit(Box<Realisation>),
     /// Not built.
     Miss,
-    /// The object no longer matched its hash: moved to `quarantine`, record removed.
+    /// Its object, layer or record was damaged: moved to `quarantine`, record removed.
     Corrupt {
-        /// The bad object.
-        object: ObjectHash,
+        /// What was damaged (`object <hash>`, `layer <digest>`, `realisation`).
+        what: String,
         /// Where it went.
         quarantine: PathBuf,
     },
+}
+
+/// Opens an object file (`Layout::object`) as its uncompressed tar stream. Its content is
+/// not checked here: [`Store::lookup`] checks it.
+pub fn read_object(path: &Path) -> Result<impl Read + use<>, FsError> {
+    let file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
+    zstd::Decoder::with_buffer(BufReader::new(file))
+        .map_err(|e| FsError::new("decompress", path, e))
 }
 
 /// Metadata the builder gives when adding an artifact.
@@ -134,56 +147,116 @@ impl Store {
         Ok(LockFile::acquire(&self.layout.lock(&drv.to_string()))?)
     }
 
-    /// Reads a realisation record without touching its object (cheap; for `plan`).
+    /// Reads a realisation record without touching its files (cheap; for `plan`). A
+    /// record that cannot be read, or whose object or layer is gone, counts as absent
+    /// ([`Store::lookup`] moves it aside).
     pub fn realisation(&self, drv: &DrvHash) -> Result<Option<Realisation>, Error> {
-        let path = self.layout.realisation(drv);
-        let bytes = match err::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(FsError::new("read", path, e).into()),
-        };
-        let record: Realisation =
-            serde_json::from_slice(&bytes).map_err(|source| Error::BadRecord { path, source })?;
-        Ok(self
-            .layout
-            .object(&record.object)
-            .is_file()
-            .then_some(record))
+        Ok(match self.read_record(drv)? {
+            Some(Ok(record)) if self.files_present(&record) => Some(record),
+            _ => None,
+        })
     }
 
-    /// Looks a derivation up and, when present, reads and verifies its artifact.
+    /// The record of `drv`: `None` when there is none, `Some(Err)` when it cannot be read.
+    fn read_record(
+        &self,
+        drv: &DrvHash,
+    ) -> Result<Option<Result<Realisation, serde_json::Error>>, Error> {
+        let path = self.layout.realisation(drv);
+        match err::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FsError::new("read", path, e).into()),
+        }
+    }
+
+    fn files_present(&self, record: &Realisation) -> bool {
+        self.layout.object(&record.object).is_file()
+            && self.layout.blob(&record.layer.digest).is_file()
+    }
+
+    /// Looks a derivation up and, when present, re-hashes its object and layer (streaming).
+    /// Damage of any of the three files is quarantined and reported as [`Lookup::Corrupt`].
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn lookup(&self, drv: &DrvHash) -> Result<Lookup, Error> {
-        let Some(record) = self.realisation(drv)? else {
-            return Ok(Lookup::Miss);
+        let record = match self.read_record(drv)? {
+            None => return Ok(Lookup::Miss),
+            Some(Ok(record)) => record,
+            Some(Err(error)) => {
+                tracing::debug!(%drv, %error, "realisation unreadable");
+                let path = self.layout.realisation(drv);
+                let quarantine = self.quarantine(&path, &format!("{drv}.json"))?;
+                return Ok(Lookup::Corrupt {
+                    what: "realisation".to_owned(),
+                    quarantine,
+                });
+            }
         };
-        let path = self.layout.object(&record.object);
-        let file = err::File::open(&path).map_err(|e| FsError::new("open", &path, e))?;
-        let mut tar = Vec::with_capacity(record.tar_size as usize);
-        let decoded = zstd::Decoder::new(file).and_then(|mut d| d.read_to_end(&mut tar));
-        if decoded.is_err() || ObjectHash::of(&tar) != record.object {
-            let quarantine = self.quarantine(&record.object, drv)?;
+        if !self.files_present(&record) {
+            return Ok(Lookup::Miss);
+        }
+        let object = self.layout.object(&record.object);
+        let found = read_object(&object).and_then(|mut tar| {
+            let mut hashing = HashingWriter::new(io::sink());
+            io::copy(&mut tar, &mut hashing).map_err(|e| FsError::new("read", &object, e))?;
+            Ok(hashing.finish().1.object)
+        });
+        if !found.is_ok_and(|hash| hash == record.object) {
+            let quarantine = self.quarantine(&object, &record.object.to_string())?;
+            self.forget(drv)?;
             return Ok(Lookup::Corrupt {
-                object: record.object,
+                what: format!("object {}", record.object),
                 quarantine,
             });
         }
-        Ok(Lookup::Hit(record, tar))
+        let blob = self.layout.blob(&record.layer.digest);
+        let found = err::File::open(&blob).and_then(|mut file| {
+            let mut hashing = HashingWriter::new(io::sink());
+            io::copy(&mut file, &mut hashing)?;
+            Ok(hashing.finish().1)
+        });
+        if !found.is_ok_and(|d| d.sha256 == record.layer.digest && d.len == record.layer.size) {
+            let quarantine = self.quarantine(&blob, &format!("sha256-{}", record.layer.digest))?;
+            self.forget(drv)?;
+            return Ok(Lookup::Corrupt {
+                what: format!("layer sha256:{}", record.layer.digest),
+                quarantine,
+            });
+        }
+        Ok(Lookup::Hit(Box::new(record)))
     }
 
-    /// Moves a bad object aside and forgets the realisation that pointed at it.
-    fn quarantine(&self, object: &ObjectHash, drv: &DrvHash) -> Result<PathBuf, Error> {
-        let from = self.layout.object(object);
-        let to = self.layout.quarantine(object);
-        err::rename(&from, &to).map_err(|e| FsError::new("quarantine object", &from, e))?;
-        let record = self.layout.realisation(drv);
-        err::remove_file(&record).map_err(|e| FsError::new("remove realisation", &record, e))?;
-        tracing::warn!(%object, %drv, quarantine = %to.display(), "object did not match its hash; quarantined, will rebuild");
+    /// Moves a damaged file aside as `quarantine/<name>`.
+    fn quarantine(&self, from: &Path, name: &str) -> Result<PathBuf, Error> {
+        let to = self.layout.quarantine(name);
+        err::rename(from, &to).map_err(|e| FsError::new("quarantine", from, e))?;
+        tracing::warn!(from = %from.display(), quarantine = %to.display(), "damaged store file quarantined; will rebuild");
         Ok(to)
     }
 
-    /// Packs `dir` into an object (sharing it when identical content exists), then writes
-    /// the realisation of `drv`. The object is in place before the record names it.
+    /// Removes the realisation of `drv` (its files stay for whoever shares them).
+    fn forget(&self, drv: &DrvHash) -> Result<(), Error> {
+        let record = self.layout.realisation(drv);
+        match err::remove_file(&record) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FsError::new("remove realisation", &record, e).into()),
+        }
+    }
+
+    /// The object file of a realisation (zstd tar; [`read_object`] opens it).
+    pub fn object_path(&self, record: &Realisation) -> PathBuf {
+        self.layout.object(&record.object)
+    }
+
+    /// The layer blob of a realisation (gzip, as the image carries it).
+    pub fn layer_path(&self, record: &Realisation) -> PathBuf {
+        self.layout.blob(&record.layer.digest)
+    }
+
+    /// Packs `dir` into an object and its image layer (sharing files when identical content
+    /// exists), then writes the realisation of `drv`. Both files are in place before the
+    /// record names them. Streams file by file: no artifact is held in memory.
     #[tracing::instrument(level = "debug", skip(self, dir, record), fields(name = %drv.name))]
     pub fn add_artifact(
         &self,
@@ -192,36 +265,41 @@ impl Store {
         record: BuildRecord,
     ) -> Result<Realisation, Error> {
         let hash = drv.hash();
-        let tmp = tempfile::NamedTempFile::new_in(self.layout.tmp())
-            .map_err(|e| FsError::new("create a temp file in", self.layout.tmp(), e))?;
-        let encoder = zstd::Encoder::new(tmp.as_file(), ZSTD_LEVEL)
-            .map_err(|e| FsError::new("compress into", tmp.path(), e))?;
-        let mut hashing = HashingWriter::new(encoder);
-        pack::pack_dir(dir, &mut hashing).map_err(|e| match e {
-            Error::Fs(fs) => Error::Pack {
-                dir: dir.to_owned(),
-                drv: hash,
-                source: fs.source,
-            },
-            other => other,
-        })?;
-        let (encoder, digests) = hashing.finish();
+        let tmp_dir = self.layout.tmp();
+        let temp = || {
+            tempfile::NamedTempFile::new_in(&tmp_dir)
+                .map_err(|e| FsError::new("create a temp file in", &tmp_dir, e))
+        };
+        let object_tmp = temp()?;
+        let encoder = zstd::Encoder::new(io::BufWriter::new(object_tmp.as_file()), ZSTD_LEVEL)
+            .map_err(|e| FsError::new("compress into", object_tmp.path(), e))?;
+        let (encoder, digests) = pack::pack_dir(dir, HashingWriter::new(encoder))?.finish();
         encoder
             .finish()
-            .and_then(|f| f.sync_all())
-            .map_err(|e| FsError::new("finish object", tmp.path(), e))?;
-        let compressed_size = tmp
+            .and_then(|mut w| w.flush())
+            .and_then(|()| object_tmp.as_file().sync_all())
+            .map_err(|e| FsError::new("finish object", object_tmp.path(), e))?;
+        let compressed_size = object_tmp
             .as_file()
             .metadata()
-            .map_err(|e| FsError::new("stat", tmp.path(), e))?
+            .map_err(|e| FsError::new("stat", object_tmp.path(), e))?
             .len();
-        let object_path = self.layout.object(&digests.object);
-        if !object_path.is_file() {
-            let parent = object_path.parent().expect("object paths have a parent");
-            err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
-            tmp.persist(&object_path)
-                .map_err(|e| FsError::new("move object into", &object_path, e.error))?;
-        }
+        let layer_tmp = temp()?;
+        let (out, layer) = crate::layer::artifact_layer(
+            drv.name.as_str(),
+            dir,
+            drv.platform,
+            drv.pg_major,
+            record.source_time,
+            io::BufWriter::new(layer_tmp.as_file()),
+        )?;
+        drop(out);
+        layer_tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| FsError::new("finish layer", layer_tmp.path(), e))?;
+        persist(object_tmp, &self.layout.object(&digests.object))?;
+        persist(layer_tmp, &self.layout.blob(&layer.digest))?;
         let realisation = Realisation {
             drv: hash,
             name: drv.name.clone(),
@@ -230,6 +308,7 @@ impl Store {
             tar_sha256: digests.sha256,
             tar_size: digests.len,
             compressed_size,
+            layer,
             builder: record.builder,
             source_time: record.source_time,
             duration_ms: record.duration_ms,
@@ -287,3 +366,16 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// Moves a finished temp file to `path`, unless a file with the same content (same name) is
+/// already there.
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Error> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let parent = path.parent().expect("store file paths have a parent");
+    err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+    tmp.persist(path)
+        .map_err(|e| FsError::new("move into the store", path, e.error))?;
+    Ok(())
+}

@@ -1,22 +1,11 @@
 //! Tests of the store: round trips, sharing, quarantine, layout versions.
 
+use std::io::Read;
+
 use super::*;
-use crate::drv::PROTOCOL;
 
 fn drv(name: &str) -> Derivation {
-    Derivation {
-        protocol: PROTOCOL,
-        name: name.parse().unwrap(),
-        platform: Platform::Amd64,
-        pg_major: 18,
-        commit: "0123456789abcdef0123456789abcdef01234567".parse().unwrap(),
-        subdir: None,
-        build_kind: "pgxs".into(),
-        build_flags: vec![],
-        build_packages: vec![],
-        builder: "test".into(),
-        deps: BTreeMap::new(),
-    }
+    Derivation::example(name)
 }
 
 fn artifact(dir: &Path) {
@@ -34,35 +23,128 @@ fn record() -> BuildRecord {
     }
 }
 
-#[test]
-fn add_then_lookup_returns_the_same_tar() {
+/// A store holding the artifact of `x` (built from `out`).
+struct Fixture {
+    root: tempfile::TempDir,
+    store: Store,
+    out: tempfile::TempDir,
+    d: Derivation,
+    real: Realisation,
+}
+
+fn fixture() -> Fixture {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let out = tempfile::tempdir().unwrap();
     artifact(out.path());
     let d = drv("x");
     let real = store.add_artifact(&d, out.path(), record()).unwrap();
-    let Lookup::Hit(found, tar) = store.lookup(&d.hash()).unwrap() else {
-        panic!("expected a hit")
-    };
-    assert_eq!(found, real);
-    assert_eq!(ObjectHash::of(&tar), real.object);
-    let names: Vec<String> = tar::Archive::new(&tar[..])
+    Fixture {
+        root,
+        store,
+        out,
+        d,
+        real,
+    }
+}
+
+fn names(tar: impl Read) -> Vec<String> {
+    tar::Archive::new(tar)
         .entries()
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().display().to_string())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn add_then_lookup_gives_the_object_and_its_image_layer() {
+    let Fixture {
+        root: _root,
+        store,
+        out: _out,
+        d,
+        real,
+    } = fixture();
+    let Lookup::Hit(found) = store.lookup(&d.hash()).unwrap() else {
+        panic!("expected a hit")
+    };
+    assert_eq!(*found, real);
+    let mut tar = Vec::new();
+    read_object(&store.object_path(&real))
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(ObjectHash::of(&tar), real.object);
+    assert_eq!(tar.len() as u64, real.tar_size);
     assert_eq!(
-        names,
+        names(&tar[..]),
         [
-            "lib",
+            "lib/",
             "lib/x.so",
-            "share",
-            "share/extension",
+            "share/",
+            "share/extension/",
             "share/extension/x.control"
         ]
     );
+    // The layer: gzip, image paths (every parent), mtime = the source time.
+    let blob = err::read(store.layer_path(&real)).unwrap();
+    assert_eq!(Sha256::of(&blob), real.layer.digest);
+    assert_eq!(blob.len() as u64, real.layer.size);
+    let mut layer_tar = Vec::new();
+    flate2::read::GzDecoder::new(&blob[..])
+        .read_to_end(&mut layer_tar)
+        .unwrap();
+    assert_eq!(Sha256::of(&layer_tar), real.layer.diff_id);
+    assert_eq!(
+        names(&layer_tar[..]),
+        [
+            "usr/",
+            "usr/lib/",
+            "usr/lib/postgresql/",
+            "usr/lib/postgresql/18/",
+            "usr/lib/postgresql/18/lib/",
+            "usr/lib/postgresql/18/lib/x.so",
+            "usr/share/",
+            "usr/share/postgresql/",
+            "usr/share/postgresql/18/",
+            "usr/share/postgresql/18/extension/",
+            "usr/share/postgresql/18/extension/x.control",
+        ]
+    );
+    let mtimes: Vec<u64> = tar::Archive::new(&layer_tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().header().mtime().unwrap())
+        .collect();
+    assert!(mtimes.iter().all(|&t| t == 1), "{mtimes:?}");
     assert_eq!(store.derivation(&d.hash()).unwrap().unwrap(), d);
+}
+
+#[test]
+fn an_artifact_of_another_machine_or_with_stray_paths_is_refused_and_nothing_is_recorded() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    artifact(out.path());
+    err::write(
+        out.path().join("lib/x.so"),
+        crate::layer::elf::tests::header(183, true),
+    )
+    .unwrap();
+    let d = drv("x");
+    let error = store.add_artifact(&d, out.path(), record()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("aarch64 file lib/x.so in artifact `x` cannot go into a linux/amd64 image"),
+        "{error}"
+    );
+    assert!(store.realisation(&d.hash()).unwrap().is_none());
+    err::remove_file(out.path().join("lib/x.so")).unwrap();
+    err::write(out.path().join("README"), "x").unwrap();
+    let error = store.add_artifact(&d, out.path(), record()).unwrap_err();
+    assert!(error.to_string().contains("holds `README`"), "{error}");
+    assert!(matches!(store.lookup(&d.hash()).unwrap(), Lookup::Miss));
 }
 
 #[test]
@@ -89,29 +171,80 @@ fn identical_artifacts_share_one_object_across_stores_and_paths() {
 
 #[test]
 fn corrupted_object_is_quarantined_and_reported() {
-    let root = tempfile::tempdir().unwrap();
-    let store = Store::open(root.path()).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    artifact(out.path());
-    let d = drv("x");
-    let real = store.add_artifact(&d, out.path(), record()).unwrap();
+    let Fixture {
+        root: _root,
+        store,
+        out: _out,
+        d,
+        real,
+    } = fixture();
     let object = store.layout().object(&real.object);
     let mut bytes = err::read(&object).unwrap();
     let last = bytes.len() - 5;
     bytes[last] ^= 0xff;
     err::write(&object, &bytes).unwrap();
     match store.lookup(&d.hash()).unwrap() {
-        Lookup::Corrupt {
-            object: bad,
-            quarantine,
-        } => {
-            assert_eq!(bad, real.object);
+        Lookup::Corrupt { what, quarantine } => {
+            assert_eq!(what, format!("object {}", real.object));
             assert!(quarantine.is_file());
         }
         other => panic!("expected corruption, got {other:?}"),
     }
     assert!(!object.exists());
     assert!(matches!(store.lookup(&d.hash()).unwrap(), Lookup::Miss));
+}
+
+#[test]
+fn a_damaged_layer_blob_is_quarantined_and_reported() {
+    let Fixture {
+        root: _root,
+        store,
+        out,
+        d,
+        real,
+    } = fixture();
+    let blob = store.layer_path(&real);
+    err::write(&blob, b"not the layer").unwrap();
+    match store.lookup(&d.hash()).unwrap() {
+        Lookup::Corrupt { what, quarantine } => {
+            assert_eq!(what, format!("layer sha256:{}", real.layer.digest));
+            assert_eq!(err::read(&quarantine).unwrap(), b"not the layer");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert!(!blob.exists());
+    assert!(matches!(store.lookup(&d.hash()).unwrap(), Lookup::Miss));
+    // Building again puts it back.
+    let again = store.add_artifact(&d, out.path(), record()).unwrap();
+    assert_eq!(again, real);
+    assert!(matches!(store.lookup(&d.hash()).unwrap(), Lookup::Hit(_)));
+}
+
+#[test]
+fn an_empty_or_garbled_realisation_is_quarantined_not_fatal() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    artifact(out.path());
+    let d = drv("x");
+    for bad in [&b""[..], b"{\"drv\": 1", b"\x00\xff"] {
+        store.add_artifact(&d, out.path(), record()).unwrap();
+        let path = store.layout().realisation(&d.hash());
+        err::write(&path, bad).unwrap();
+        assert!(
+            store.realisation(&d.hash()).unwrap().is_none(),
+            "plan sees it as absent"
+        );
+        match store.lookup(&d.hash()).unwrap() {
+            Lookup::Corrupt { what, quarantine } => {
+                assert_eq!(what, "realisation");
+                assert_eq!(err::read(&quarantine).unwrap(), bad);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(!path.exists());
+        assert!(matches!(store.lookup(&d.hash()).unwrap(), Lookup::Miss));
+    }
 }
 
 #[test]

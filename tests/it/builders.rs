@@ -19,7 +19,7 @@ fn machines(tars: &[Vec<u8>]) -> Vec<(String, Option<u16>)> {
             if path.ends_with(".so") {
                 let mut header = [0u8; 20];
                 entry.read_exact(&mut header).unwrap();
-                out.push((path, azb::build::elf_machine(&header)));
+                out.push((path, azb::layer::elf::machine(&header)));
             }
         }
     }

@@ -391,3 +391,20 @@ pub fn valid_cyclonedx(text: &[u8]) -> serde_json::Value {
     );
     serde_json::from_slice(text).unwrap()
 }
+
+/// The record and the artifact tar of `hash`, verified by the store's lookup and read back
+/// from its object; panics (naming it) when the store does not hold it.
+pub fn stored(store: &azb::store::Store, hash: &str) -> (azb::store::Realisation, Vec<u8>) {
+    use std::io::Read;
+    match store.lookup(&hash.parse().unwrap()).unwrap() {
+        azb::store::Lookup::Hit(record) => {
+            let mut tar = Vec::new();
+            azb::store::read_object(&store.object_path(&record))
+                .unwrap()
+                .read_to_end(&mut tar)
+                .unwrap();
+            (*record, tar)
+        }
+        other => panic!("{hash} not in the store: {other:?}"),
+    }
+}

@@ -78,7 +78,7 @@ fn two_stores_give_the_same_multi_arch_layout_that_skopeo_and_umoci_read() {
         let rootfs = bundle.join("rootfs");
         let so = fs_err::read(rootfs.join("usr/lib/postgresql/18/lib/azb_hello.so")).unwrap();
         let machine = if arch == "amd64" { 62 } else { 183 };
-        assert_eq!(azb::build::elf_machine(&so[..20]), Some(machine));
+        assert_eq!(azb::layer::elf::machine(&so[..20]), Some(machine));
         assert!(
             rootfs
                 .join("usr/share/postgresql/18/extension/azb_sql.control")

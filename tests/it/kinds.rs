@@ -1,7 +1,7 @@
 //! Build kinds beyond PGXS, each shown by a fixture project of that kind, built by azb and
 //! loaded into a real PostgreSQL 18 server (amd64; arm64 cross builds under qemu too).
 
-use azb::store::{Lookup, Store};
+use azb::store::Store;
 
 use crate::context::{TestContext, UPSTREAM, shared, stderr};
 use crate::postgres::PgServer;
@@ -40,15 +40,7 @@ fn artifacts(ctx: &TestContext, platform: &str) -> Vec<Vec<u8>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| {
-            match store
-                .lookup(&d["hash"].as_str().unwrap().parse().unwrap())
-                .unwrap()
-            {
-                Lookup::Hit(_, tar) => tar,
-                other => panic!("{} not built: {other:?}", d["name"]),
-            }
-        })
+        .map(|d| crate::context::stored(&store, d["hash"].as_str().unwrap()).1)
         .collect()
 }
 

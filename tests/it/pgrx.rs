@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use azb::store::{Lookup, Store};
+use azb::store::Store;
 
 use crate::context::{TestContext, UPSTREAM, repo_root, shared, stderr};
 use crate::postgres::{PgServer, check};
@@ -63,14 +63,8 @@ fn seed(store: &Path) {
 fn artifact(ctx: &TestContext, store: &Path, platform: &str) -> (String, Vec<u8>) {
     let plan = ctx.plan(platform);
     let hash = plan["derivations"][0]["hash"].as_str().unwrap().to_owned();
-    match Store::open(store)
-        .unwrap()
-        .lookup(&hash.parse().unwrap())
-        .unwrap()
-    {
-        Lookup::Hit(record, tar) => (record.object.to_string(), tar),
-        other => panic!("azb_pgrx for {platform} not built: {other:?}"),
-    }
+    let (record, tar) = crate::context::stored(&Store::open(store).unwrap(), &hash);
+    (record.object.to_string(), tar)
 }
 
 fn files(tar: &[u8]) -> Vec<String> {

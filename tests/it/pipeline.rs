@@ -41,12 +41,7 @@ pub fn artifacts(ctx: &TestContext, platform: &str) -> Vec<Vec<u8>> {
     let store = Store::open(&ctx.store()).unwrap();
     plan_rows(ctx, platform)
         .values()
-        .map(
-            |(_, _, hash)| match store.lookup(&hash.parse().unwrap()).unwrap() {
-                Lookup::Hit(_, tar) => tar,
-                other => panic!("{hash} not in the store: {other:?}"),
-            },
-        )
+        .map(|(_, _, hash)| crate::context::stored(&store, hash).1)
         .collect()
 }
 
@@ -130,7 +125,7 @@ fn arm64_artifacts_are_aarch64_and_load_into_postgres_under_qemu() {
                 let mut header = [0u8; 20];
                 std::io::Read::read_exact(&mut entry, &mut header).unwrap();
                 assert_eq!(
-                    azb::build::elf_machine(&header),
+                    azb::layer::elf::machine(&header),
                     Some(183),
                     "{path} is not aarch64"
                 );
@@ -247,15 +242,50 @@ fn a_corrupted_object_is_quarantined_and_rebuilt() {
     let out = ctx.run(&["build", "--platform", "amd64"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("did not match its hash"), "{err}");
+    assert!(
+        err.contains(&format!("the object {} of `", record.object)) && err.contains("was damaged"),
+        "{err}"
+    );
     assert_eq!(built_count(&err), 1);
-    assert!(store.layout().quarantine(&record.object).is_file());
-    let Lookup::Hit(again, _) = store.lookup(&hash.parse().unwrap()).unwrap() else {
+    assert!(
+        store
+            .layout()
+            .quarantine(&record.object.to_string())
+            .is_file()
+    );
+    let Lookup::Hit(again) = store.lookup(&hash.parse().unwrap()).unwrap() else {
         panic!("not rebuilt")
     };
     assert_eq!(
         again.object, record.object,
         "the rebuild is bit-for-bit the same artifact"
+    );
+
+    // An empty realisation (a crash of another tool, a full disk) and a damaged layer
+    // blob: plan says build, build quarantines and rebuilds, exit 0.
+    let realisation = store.layout().realisation(&hash.parse().unwrap());
+    fs_err::write(&realisation, b"").unwrap();
+    assert_eq!(plan_rows(&ctx, "amd64")["azb_sql"].0, "build");
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the realisation of `azb_sql`"), "{err}");
+    assert_eq!(built_count(&err), 1);
+    fs_err::write(store.layer_path(&again), b"garbage").unwrap();
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the layer sha256:{} of `azb_sql`",
+            again.layer.digest
+        )),
+        "{err}"
+    );
+    assert_eq!(built_count(&err), 1);
+    assert_eq!(
+        fs_err::read(store.layer_path(&again)).unwrap().len() as u64,
+        again.layer.size
     );
 }
 
