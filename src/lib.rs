@@ -13,5 +13,6 @@ pub mod graph;
 pub mod image;
 pub mod layer;
 pub mod recipe;
+pub mod remote;
 pub mod runtime;
 pub mod store;

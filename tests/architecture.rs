@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-const ORDER: [&str; 13] = [
-    "env", "fs", "digest", "recipe", "graph", "drv", "layer", "store", "fetch", "build", "runtime",
-    "image", "cli",
+const ORDER: [&str; 14] = [
+    "env", "fs", "digest", "recipe", "graph", "drv", "layer", "store", "fetch", "remote", "build",
+    "runtime", "image", "cli",
 ];
 
 /// Leaf utilities may use each other; everything else only what comes earlier.

@@ -10,6 +10,8 @@ use crate::recipe::{Platform, RecipeName};
 pub trait Reporter: Send + Sync {
     /// The scheduler knows how many derivations it will build.
     fn start(&self, _to_build: usize) {}
+    /// A derivation came from a remote cache.
+    fn substituted(&self, _name: &RecipeName, _platform: Platform, _url: &str) {}
     /// A source is being fetched.
     fn fetching(&self, _name: &RecipeName, _url: &str) {}
     /// A build began.

@@ -16,6 +16,7 @@ use super::{Error, Reporter};
 use crate::drv::{DrvHash, Plan, Planned};
 use crate::fetch::Fetcher;
 use crate::recipe::{Build, Platform};
+use crate::remote::Remote;
 use crate::store::{Lookup, Realisation, Store};
 
 /// How to realise a plan.
@@ -32,6 +33,8 @@ pub struct Scheduler<'a> {
     pub keep_going: bool,
     /// Where events go.
     pub reporter: &'a dyn Reporter,
+    /// Remote caches asked after the store and before any fetch or build.
+    pub remote: Option<&'a Remote>,
 }
 
 /// What realising a plan gave.
@@ -41,6 +44,8 @@ pub struct Outcome {
     pub artifacts: BTreeMap<DrvHash, Realisation>,
     /// The derivations built in this run.
     pub built: Vec<DrvHash>,
+    /// The derivations substituted in this run, with where from.
+    pub substituted: Vec<(DrvHash, String)>,
     /// Failures, in the order they happened (skips of dependents included).
     pub failures: Vec<(DrvHash, Error)>,
 }
@@ -70,6 +75,25 @@ impl Scheduler<'_> {
                 }
                 Lookup::Miss => pending.push(planned),
             }
+        }
+        // Then the remote caches: a substituted derivation fetches no source.
+        if let Some(remote) = self.remote.filter(|r| !r.is_empty()) {
+            let warn = |message: &str| self.reporter.warn(message);
+            pending.retain(
+                |planned| match remote.substitute(self.store, &planned.drv, &warn) {
+                    Some(found) => {
+                        self.reporter.substituted(
+                            &planned.drv.name,
+                            planned.drv.platform,
+                            &found.url,
+                        );
+                        outcome.substituted.push((planned.hash, found.url));
+                        outcome.artifacts.insert(planned.hash, found.record);
+                        false
+                    }
+                    None => true,
+                },
+            );
         }
         self.reporter.start(pending.len());
         if pending.is_empty() {

@@ -62,6 +62,36 @@ pub enum Command {
     /// The package lock of the builder images (builders.lock).
     #[command(subcommand)]
     Lock(LockCommand),
+    /// The remote cache: keys, pushing, and what the store holds.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `azb cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Make a signing key: the secret one goes to a new file (mode 0600), the public one
+    /// (to list in trusted_keys) to stdout.
+    Keygen {
+        /// The key's name (e.g. `ci-1`); signatures carry it.
+        name: String,
+        /// The secret key file to create; default: NAME.key here. Never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Sign and upload what the last build holds (its derivations on every platform, or
+    /// one), files first and records last, to --to, else push_to, else the first
+    /// substituter. Needs AZB_SIGNING_KEY_FILE.
+    Push {
+        /// The remote cache (file:///DIR or s3://BUCKET/PREFIX).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// Only this platform's last build.
+        #[arg(long, value_enum, default_value = "all")]
+        platform: PlatformArg,
+    },
+    /// What the store holds, and the remote cache settings.
+    Info,
 }
 
 /// `azb lock ...`.

@@ -39,6 +39,7 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
     let store = global.store()?;
     let executors = executors(&project, environments, &store)?;
     let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
+    let remote = global.remote()?;
     let progress = Progress::new(global.quiet);
     let scheduler = Scheduler {
         store: &store,
@@ -49,6 +50,7 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         keep_going: args.keep_going,
         reporter: &progress,
+        remote: Some(&remote),
     };
     let outcome = scheduler.realise(&plan).map_err(classify)?;
     drop(progress);
@@ -69,9 +71,10 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
     }
     if !global.quiet {
         eprintln!(
-            "azb: {} built, {} from the store",
+            "azb: {} built, {} substituted, {} from the store",
             outcome.built.len(),
-            outcome.artifacts.len() - outcome.built.len()
+            outcome.substituted.len(),
+            outcome.artifacts.len() - outcome.built.len() - outcome.substituted.len()
         );
     }
     if let Some(output) = output {

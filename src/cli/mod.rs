@@ -8,6 +8,7 @@
 mod args;
 mod autoconfig;
 mod build;
+mod cache;
 mod gen_files;
 mod lock;
 mod plan;
@@ -144,6 +145,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         args::Command::Recipe(ref command) => recipe::run(&global()?, command),
         args::Command::Gen { check } => gen_files::run(&global()?, check),
         args::Command::Lock(args::LockCommand::Update) => lock::update(&global()?),
+        args::Command::Cache(ref command) => cache::run(&global()?, command),
         // Needs no project.
         args::Command::Autoconfig(ref args) => autoconfig::run(args),
     }

@@ -1,5 +1,7 @@
-//! `azb plan`: each derivation with its hash, whether the store has it, and what changed
-//! since the last build. Reads only: no network, no build, no store writes.
+//! `azb plan`: each derivation with its hash, whether the store has it (else whether a
+//! substituter has a trusted entry for it), and what changed since the last build. Reads
+//! only: no build, no store writes; the network only to ask configured substituters about
+//! what the store lacks.
 
 use serde::Serialize;
 
@@ -8,6 +10,7 @@ use super::args::PlanArgs;
 use super::settings::{self, GlobalSettings};
 use crate::drv::{DrvHash, Planned};
 use crate::graph::Graph;
+use crate::remote::Remote;
 use crate::store::Store;
 
 /// One row of the plan.
@@ -16,8 +19,10 @@ struct Row {
     name: String,
     platform: String,
     hash: String,
-    /// `cached` or `build`.
+    /// `cached`, `substitute` or `build`.
     status: &'static str,
+    /// The substituter it would come from.
+    from: Option<String>,
     /// The builder identity (`docker:…` for builder containers, `host:…` for the host).
     builder: String,
     /// The derivation of the last build of this recipe on this platform, if any.
@@ -38,12 +43,14 @@ pub fn run(global: &GlobalSettings, args: &PlanArgs) -> Result<(), Failure> {
     let platforms = settings::platforms(args.platform, &project)?;
     let (_, plan) = settings::plan(&project, &graph, &platforms)?;
     let store = global.store()?;
+    let remote = global.remote()?;
     let mut rows = Vec::new();
     for platform in &platforms {
         let last = store.last_build(*platform).map_err(Failure::environment)?;
         for planned in plan.for_platform(*platform) {
             rows.push(row(
                 &store,
+                &remote,
                 planned,
                 last.get(planned.drv.name.as_str()).copied(),
             )?);
@@ -59,11 +66,22 @@ pub fn run(global: &GlobalSettings, args: &PlanArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn row(store: &Store, planned: &Planned<'_>, previous: Option<DrvHash>) -> Result<Row, Failure> {
+fn row(
+    store: &Store,
+    remote: &Remote,
+    planned: &Planned<'_>,
+    previous: Option<DrvHash>,
+) -> Result<Row, Failure> {
     let cached = store
         .realisation(&planned.hash)
         .map_err(Failure::environment)?
         .is_some();
+    let from = match cached || remote.is_empty() {
+        true => None,
+        false => remote
+            .find(&planned.hash, &|message| eprintln!("warning: {message}"))
+            .map(|found| found.url),
+    };
     let changed = match previous {
         None => vec!["new".to_owned()],
         Some(old) if old == planned.hash => Vec::new(),
@@ -76,7 +94,12 @@ fn row(store: &Store, planned: &Planned<'_>, previous: Option<DrvHash>) -> Resul
         name: planned.drv.name.to_string(),
         platform: planned.drv.platform.to_string(),
         hash: planned.hash.to_string(),
-        status: if cached { "cached" } else { "build" },
+        status: match (cached, &from) {
+            (true, _) => "cached",
+            (false, Some(_)) => "substitute",
+            (false, None) => "build",
+        },
+        from,
         builder: planned.drv.builder.clone(),
         previous: previous.map(|h| h.to_string()),
         changed,
@@ -86,17 +109,20 @@ fn row(store: &Store, planned: &Planned<'_>, previous: Option<DrvHash>) -> Resul
 fn print_table(rows: &[Row]) {
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!(
-        "{:<7} {:<12} {:<width$} {:<12} CHANGED",
+        "{:<10} {:<12} {:<width$} {:<12} CHANGED",
         "STATUS", "PLATFORM", "NAME", "HASH"
     );
     for r in rows {
-        let changed = if r.changed.is_empty() {
+        let mut changed = if r.changed.is_empty() {
             "-".to_owned()
         } else {
             r.changed.join(", ")
         };
+        if let Some(url) = &r.from {
+            changed.push_str(&format!(" (from {url})"));
+        }
         println!(
-            "{:<7} {:<12} {:<width$} {:<12} {changed}",
+            "{:<10} {:<12} {:<width$} {:<12} {changed}",
             r.status,
             r.platform,
             r.name,

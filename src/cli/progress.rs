@@ -62,6 +62,10 @@ impl Reporter for Progress {
         }
     }
 
+    fn substituted(&self, name: &RecipeName, platform: Platform, url: &str) {
+        self.line(&format!("   substituted {name} ({platform}) from {url}"));
+    }
+
     fn fetching(&self, name: &RecipeName, url: &str) {
         self.line(&format!("   fetching {name} from {url}"));
     }

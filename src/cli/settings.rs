@@ -11,6 +11,7 @@ use crate::drv::{Builders, Plan};
 use crate::fetch::SourceMirrors;
 use crate::graph::Graph;
 use crate::recipe::{Build, Lock, Platform, Project};
+use crate::remote::{CacheConfig, Remote};
 use crate::store::Store;
 
 /// Settings every command shares, resolved.
@@ -61,6 +62,29 @@ impl GlobalSettings {
     /// Opens the store.
     pub fn store(&self) -> Result<Store, Failure> {
         Store::open(&self.cache_dir).map_err(Failure::environment)
+    }
+
+    /// The remote cache settings: the project's `cache.ron`, lists replaced by
+    /// `AZB_SUBSTITUTERS` and `AZB_TRUSTED_KEYS`.
+    pub fn cache_config(&self) -> Result<CacheConfig, Failure> {
+        let config = CacheConfig::load(&self.project.join("cache.ron")).map_err(|e| match e {
+            crate::remote::Error::Fs(_) => Failure::environment(e),
+            other => Failure::input(other),
+        })?;
+        Ok(config.with_env(
+            crate::env::string(crate::env::SUBSTITUTERS),
+            crate::env::string(crate::env::TRUSTED_KEYS),
+        ))
+    }
+
+    /// The configured substituters, opened (no network yet).
+    pub fn remote(&self) -> Result<Remote, Failure> {
+        Remote::from_config(&self.cache_config()?).map_err(|e| match e {
+            crate::remote::Error::BadUrl { .. } | crate::remote::Error::BadKey { .. } => {
+                Failure::input(e)
+            }
+            other => Failure::environment(other),
+        })
     }
 
     /// Source overrides from `AZB_SOURCE_MIRRORS`.

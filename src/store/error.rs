@@ -29,6 +29,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Files from elsewhere do not match the record they came with.
+    #[error("refused the entry for derivation {drv}: {what}")]
+    Mismatch {
+        /// The derivation.
+        drv: crate::drv::DrvHash,
+        /// What did not match.
+        what: String,
+    },
     /// Reading an artifact directory or making its layer failed.
     #[error(transparent)]
     Layer(#[from] crate::layer::Error),

@@ -85,6 +85,21 @@ pub fn read_object(path: &Path) -> Result<impl Read + use<>, FsError> {
         .map_err(|e| FsError::new("decompress", path, e))
 }
 
+/// What a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Realisation records.
+    pub realisations: u64,
+    /// Object files.
+    pub objects: u64,
+    /// Their bytes (compressed).
+    pub object_bytes: u64,
+    /// Layer blobs.
+    pub blobs: u64,
+    /// Their bytes.
+    pub blob_bytes: u64,
+}
+
 /// Metadata the builder gives when adding an artifact.
 #[derive(Debug, Clone)]
 pub struct BuildRecord {
@@ -317,6 +332,107 @@ impl Store {
         self.write_json(&self.layout.derivation(&hash), drv)?;
         self.write_json(&self.layout.realisation(&hash), &realisation)?;
         Ok(realisation)
+    }
+
+    /// A temp file in the store's `tmp/` (same file system as its objects), for
+    /// [`Store::import`].
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, Error> {
+        let tmp = self.layout.tmp();
+        tempfile::NamedTempFile::new_in(&tmp)
+            .map_err(|e| FsError::new("create a temp file in", &tmp, e).into())
+    }
+
+    /// Puts a realisation made elsewhere into the store: `object` (a zstd object file) and
+    /// `layer` (its gzip layer blob), temp files from [`Store::temp_file`], are checked
+    /// against `record` (blake3 and size of the decompressed tar; sha256 and size of the
+    /// blob) before anything moves into place; the record is written last. On a mismatch
+    /// nothing enters the store.
+    pub fn import(
+        &self,
+        drv: &Derivation,
+        record: &Realisation,
+        object: tempfile::NamedTempFile,
+        layer: tempfile::NamedTempFile,
+    ) -> Result<(), Error> {
+        let hash = drv.hash();
+        let mismatch = |what: String| Error::Mismatch { drv: hash, what };
+        if record.drv != hash || record.name != drv.name || record.platform != drv.platform {
+            return Err(mismatch(format!(
+                "the record describes {} {} ({})",
+                record.name, record.platform, record.drv
+            )));
+        }
+        let found = read_object(object.path()).and_then(|mut tar| {
+            let mut hashing = HashingWriter::new(io::sink());
+            io::copy(&mut tar, &mut hashing).map_err(|e| FsError::new("read", object.path(), e))?;
+            Ok(hashing.finish().1)
+        });
+        match found {
+            Ok(d) if d.object == record.object && d.len == record.tar_size => {}
+            Ok(d) => {
+                return Err(mismatch(format!(
+                    "the object is {} ({} bytes), the record says {} ({} bytes)",
+                    d.object, d.len, record.object, record.tar_size
+                )));
+            }
+            Err(e) => return Err(mismatch(format!("the object cannot be read: {e}"))),
+        }
+        let blob = err::File::open(layer.path()).and_then(|mut f| {
+            let mut hashing = HashingWriter::new(io::sink());
+            io::copy(&mut f, &mut hashing)?;
+            Ok(hashing.finish().1)
+        });
+        match blob {
+            Ok(d) if d.sha256 == record.layer.digest && d.len == record.layer.size => {}
+            Ok(d) => {
+                return Err(mismatch(format!(
+                    "the layer is sha256:{} ({} bytes), the record says sha256:{} ({} bytes)",
+                    d.sha256, d.len, record.layer.digest, record.layer.size
+                )));
+            }
+            Err(e) => return Err(mismatch(format!("the layer cannot be read: {e}"))),
+        }
+        persist(object, &self.layout.object(&record.object))?;
+        persist(layer, &self.layout.blob(&record.layer.digest))?;
+        self.write_json(&self.layout.derivation(&hash), drv)?;
+        self.write_json(&self.layout.realisation(&hash), record)?;
+        Ok(())
+    }
+
+    /// Replaces the signatures of the realisation of `drv` (after pushing it signed).
+    pub fn set_signatures(&self, record: &Realisation) -> Result<(), Error> {
+        self.write_json(&self.layout.realisation(&record.drv), record)
+    }
+
+    /// Counts what the store holds (records, objects, layer blobs and their sizes).
+    pub fn stats(&self) -> Result<Stats, Error> {
+        fn files(dir: &Path, depth: usize) -> Result<(u64, u64), FsError> {
+            let (mut count, mut bytes) = (0, 0);
+            for entry in crate::fs::sorted_entries(dir)? {
+                let path = entry.path();
+                let meta = err::metadata(&path).map_err(|e| FsError::new("stat", &path, e))?;
+                if meta.is_dir() && depth > 0 {
+                    let (c, b) = files(&path, depth - 1)?;
+                    count += c;
+                    bytes += b;
+                } else if meta.is_file() {
+                    count += 1;
+                    bytes += meta.len();
+                }
+            }
+            Ok((count, bytes))
+        }
+        let root = self.layout.root();
+        let (realisations, _) = files(&root.join("realisations"), 0)?;
+        let (objects, object_bytes) = files(&root.join("objects"), 1)?;
+        let (blobs, blob_bytes) = files(&root.join("blobs/sha256"), 0)?;
+        Ok(Stats {
+            realisations,
+            objects,
+            object_bytes,
+            blobs,
+            blob_bytes,
+        })
     }
 
     /// The inputs of a derivation built earlier, if recorded.

@@ -3,6 +3,7 @@
 
 mod autoconfig;
 mod builders;
+mod cache;
 mod catalog;
 mod context;
 mod demo;

@@ -1,0 +1,142 @@
+//! The remote cache between two machines (two projects, two stores, one file:// cache):
+//! what one pushes signed, the other substitutes without fetching or building anything,
+//! and what it cannot trust it builds itself.
+
+use std::process::Output;
+
+use crate::context::{TestContext, UPSTREAM, shared, stderr};
+
+/// Makes a key named `name` in `ctx`, pushes its last build to `url` signed with it, and
+/// checks every one of the 6 derivations is reported `word`; returns the public key.
+fn push_as(ctx: &TestContext, name: &str, url: &str, word: &str) -> String {
+    let key_file = ctx.root().join(format!("{name}.key"));
+    let public = ctx.ok(&["cache", "keygen", name, "--out", key_file.to_str().unwrap()]);
+    let out = ctx
+        .azb()
+        .args(["cache", "push", "--to", url])
+        .env("AZB_SIGNING_KEY_FILE", &key_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let prefix = format!("{word} ");
+    assert_eq!(
+        lines.lines().filter(|l| l.starts_with(&prefix)).count(),
+        6,
+        "{lines}"
+    );
+    public.trim().to_owned()
+}
+
+/// A's store pushed to a file:// cache with a fresh key `ci-1`: (cache URL, public key).
+fn pushed(a: &TestContext) -> (String, String) {
+    let url = format!("file://{}", a.root().join("remote").display());
+    let public = push_as(a, "ci-1", &url, "uploaded");
+    (url, public)
+}
+
+/// `azb ARGS` in B with these substituter settings and no way to fetch any source.
+fn in_b(b: &TestContext, url: &str, trusted: &str, args: &[&str]) -> Output {
+    b.azb()
+        .args(args)
+        .env("AZB_SUBSTITUTERS", url)
+        .env("AZB_TRUSTED_KEYS", trusted)
+        .env("AZB_SOURCE_MIRRORS", format!("{UPSTREAM}=/nonexistent/"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_second_machine_substitutes_everything_and_builds_the_same_image() {
+    shared();
+    let (a, b) = (
+        TestContext::new().with_fixtures(),
+        TestContext::new().with_fixtures(),
+    );
+    let output = |ctx: &TestContext| format!("oci:{}", ctx.root().join("oci").display());
+    let digest_a = a.ok(&["build", "--platform", "all", "--output", &output(&a)]);
+    let (url, public) = pushed(&a);
+
+    let plan = in_b(&b, &url, &public, &["plan", "--json"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    for row in plan["derivations"].as_array().unwrap() {
+        assert_eq!(row["status"], "substitute", "{row}");
+        assert_eq!(row["from"], url.as_str(), "{row}");
+    }
+
+    let out = in_b(
+        &b,
+        &url,
+        &public,
+        &["build", "--platform", "all", "--output", &output(&b)],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("azb: 0 built, 6 substituted, 0 from the store"),
+        "{err}"
+    );
+    assert!(!err.contains("fetching"), "no source is fetched: {err}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        digest_a,
+        "same image"
+    );
+
+    // Pushing again from B (signed by its own key) finds everything there.
+    push_as(&b, "b", &url, "present");
+}
+
+#[test]
+fn untrusted_or_unsigned_entries_are_built_locally_and_pushing_needs_a_key() {
+    shared();
+    let (a, b) = (
+        TestContext::new().with_fixtures(),
+        TestContext::new().with_fixtures(),
+    );
+    a.ok(&["build", "--platform", "amd64"]);
+    // No signing key: refused, nothing written.
+    let url = format!("file://{}", a.root().join("remote").display());
+    let out = a
+        .azb()
+        .args(["cache", "push", "--to", &url])
+        .env_remove("AZB_SIGNING_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pushing needs a signing key"));
+    assert!(!a.root().join("remote/realisations").exists());
+    let (url, _) = {
+        a.ok(&["build", "--platform", "arm64"]);
+        pushed(&a)
+    };
+    // B trusts another key: every entry is refused by name, and B builds (sources from
+    // the fixture mirrors this time).
+    let other = azb::remote::SecretKey::generate("other")
+        .unwrap()
+        .public()
+        .to_string();
+    let out = b
+        .azb()
+        .args(["build", "--platform", "amd64"])
+        .env("AZB_SUBSTITUTERS", &url)
+        .env("AZB_TRUSTED_KEYS", &other)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("it is signed only by untrusted keys (ci-1)"),
+        "{err}"
+    );
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("azb: 3 built, 0 substituted"), "{err}");
+    let bad_key = in_b(&b, &url, "nonsense", &["plan"]);
+    assert_eq!(bad_key.status.code(), Some(2), "{}", stderr(&bad_key));
+    assert!(
+        stderr(&bad_key).contains("bad public key"),
+        "{}",
+        stderr(&bad_key)
+    );
+}
