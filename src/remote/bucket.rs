@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use object_store::path::Path as Key;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     RetryConfig, WriteMultipart,
 };
 
@@ -54,18 +54,18 @@ impl Bucket {
             if bucket.is_empty() {
                 return Err(bad("an s3:// cache needs a bucket (s3://BUCKET/PREFIX)"));
             }
+            // Endpoint, region, credentials and client options (AWS_ALLOW_HTTP, proxies)
+            // from the environment; timeouts set over them, keeping the rest.
+            let client = |key| object_store::aws::AmazonS3ConfigKey::Client(key);
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_config(client(ClientConfigKey::ConnectTimeout), "3s")
+                .with_config(client(ClientConfigKey::Timeout), "120s")
                 .with_retry(RetryConfig {
                     backoff: BackoffConfig::default(),
                     max_retries: 2,
                     retry_timeout: Duration::from_secs(10),
                 })
-                .with_client_options(
-                    ClientOptions::new()
-                        .with_connect_timeout(Duration::from_secs(3))
-                        .with_timeout(Duration::from_secs(120)),
-                )
                 .build()
                 .map_err(|e| Error::remote(url, e))?;
             let prefix = prefix.trim_matches('/');
@@ -86,6 +86,20 @@ impl Bucket {
             store,
             runtime,
         })
+    }
+
+    /// A cache on `store` (tests: stores that misbehave).
+    #[cfg(test)]
+    pub(crate) fn with_store(url: &str, store: Arc<dyn ObjectStore>) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        Self {
+            url: url.to_owned(),
+            store,
+            runtime,
+        }
     }
 
     fn record_key(drv: &DrvHash) -> Key {

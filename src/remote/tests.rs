@@ -298,3 +298,102 @@ fn cache_settings_parse_and_the_environment_replaces_lists() {
         );
     }
 }
+
+/// An object store that ignores create-only writes, as some S3-compatible servers do:
+/// object_store's in-memory store with every put turned into an overwrite.
+#[derive(Debug)]
+struct IgnoresIfNoneMatch(object_store::memory::InMemory);
+
+impl std::fmt::Display for IgnoresIfNoneMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IgnoresIfNoneMatch")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for IgnoresIfNoneMatch {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        mut opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        opts.mode = object_store::PutMode::Overwrite;
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+    {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+    {
+        self.0.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+}
+
+#[test]
+fn a_server_that_ignores_create_only_writes_is_never_pushed_to() {
+    let a = built("x");
+    let url = "s3://lying/cache";
+    let store = std::sync::Arc::new(IgnoresIfNoneMatch(object_store::memory::InMemory::new()));
+    let target = Bucket::with_store(url, store);
+    let key = SecretKey::generate("ci-1").unwrap();
+    let error = push(&a.store, &target, &key, &[a.drv.hash()]).unwrap_err();
+    assert!(
+        error.to_string().contains("does not refuse overwrites"),
+        "{error}"
+    );
+    assert!(matches!(error, Error::NoCreateOnly { url: u } if u == url));
+    assert_eq!(
+        target.realisation(&a.drv.hash()).unwrap(),
+        None,
+        "nothing pushed"
+    );
+    // The honest file:// cache passes the same check.
+    let dir = tempfile::tempdir().unwrap();
+    let honest = open(&format!("file://{}", dir.path().display())).unwrap();
+    honest.check_create_only().unwrap();
+}

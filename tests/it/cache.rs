@@ -5,16 +5,33 @@
 use std::process::Output;
 
 use crate::context::{TestContext, UPSTREAM, shared, stderr};
+use crate::servers::S3Server;
+
+/// A remote cache: its URL and the environment its client needs (credentials).
+struct Backend {
+    url: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Backend {
+    fn file(ctx: &TestContext) -> Self {
+        Self {
+            url: format!("file://{}", ctx.root().join("remote").display()),
+            env: Vec::new(),
+        }
+    }
+}
 
 /// Makes a key named `name` in `ctx`, pushes its last build to `url` signed with it, and
 /// checks every one of the 6 derivations is reported `word`; returns the public key.
-fn push_as(ctx: &TestContext, name: &str, url: &str, word: &str) -> String {
+fn push_as(ctx: &TestContext, name: &str, backend: &Backend, word: &str) -> String {
     let key_file = ctx.root().join(format!("{name}.key"));
     let public = ctx.ok(&["cache", "keygen", name, "--out", key_file.to_str().unwrap()]);
     let out = ctx
         .azb()
-        .args(["cache", "push", "--to", url])
+        .args(["cache", "push", "--to", &backend.url])
         .env("AZB_SIGNING_KEY_FILE", &key_file)
+        .envs(backend.env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -30,34 +47,32 @@ fn push_as(ctx: &TestContext, name: &str, url: &str, word: &str) -> String {
 
 /// A's store pushed to a file:// cache with a fresh key `ci-1`: (cache URL, public key).
 fn pushed(a: &TestContext) -> (String, String) {
-    let url = format!("file://{}", a.root().join("remote").display());
-    let public = push_as(a, "ci-1", &url, "uploaded");
-    (url, public)
+    let backend = Backend::file(a);
+    let public = push_as(a, "ci-1", &backend, "uploaded");
+    (backend.url, public)
 }
 
 /// `azb ARGS` in B with these substituter settings and no way to fetch any source.
-fn in_b(b: &TestContext, url: &str, trusted: &str, args: &[&str]) -> Output {
+fn in_b(b: &TestContext, backend: &Backend, trusted: &str, args: &[&str]) -> Output {
     b.azb()
         .args(args)
-        .env("AZB_SUBSTITUTERS", url)
+        .envs(backend.env.iter().map(|(k, v)| (k, v)))
+        .env("AZB_SUBSTITUTERS", &backend.url)
         .env("AZB_TRUSTED_KEYS", trusted)
         .env("AZB_SOURCE_MIRRORS", format!("{UPSTREAM}=/nonexistent/"))
         .output()
         .unwrap()
 }
 
-#[test]
-fn a_second_machine_substitutes_everything_and_builds_the_same_image() {
-    shared();
-    let (a, b) = (
-        TestContext::new().with_fixtures(),
-        TestContext::new().with_fixtures(),
-    );
+/// A builds the fixture image for both platforms and pushes it; B, with an empty store
+/// and no way to fetch a source, builds the same image from the cache alone.
+fn two_machines(a: &TestContext, b: &TestContext, backend: &Backend) {
+    let url = &backend.url;
     let output = |ctx: &TestContext| format!("oci:{}", ctx.root().join("oci").display());
-    let digest_a = a.ok(&["build", "--platform", "all", "--output", &output(&a)]);
-    let (url, public) = pushed(&a);
+    let digest_a = a.ok(&["build", "--platform", "all", "--output", &output(a)]);
+    let public = push_as(a, "ci-1", backend, "uploaded");
 
-    let plan = in_b(&b, &url, &public, &["plan", "--json"]);
+    let plan = in_b(b, backend, &public, &["plan", "--json"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     for row in plan["derivations"].as_array().unwrap() {
@@ -66,10 +81,10 @@ fn a_second_machine_substitutes_everything_and_builds_the_same_image() {
     }
 
     let out = in_b(
-        &b,
-        &url,
+        b,
+        backend,
         &public,
-        &["build", "--platform", "all", "--output", &output(&b)],
+        &["build", "--platform", "all", "--output", &output(b)],
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
@@ -85,7 +100,32 @@ fn a_second_machine_substitutes_everything_and_builds_the_same_image() {
     );
 
     // Pushing again from B (signed by its own key) finds everything there.
-    push_as(&b, "b", &url, "present");
+    push_as(b, "b", backend, "present");
+}
+
+#[test]
+fn a_second_machine_substitutes_everything_from_a_shared_directory() {
+    shared();
+    let (a, b) = (
+        TestContext::new().with_fixtures(),
+        TestContext::new().with_fixtures(),
+    );
+    two_machines(&a, &b, &Backend::file(&a));
+}
+
+#[test]
+fn a_second_machine_substitutes_everything_from_s3() {
+    shared();
+    let server = S3Server::start();
+    let (a, b) = (
+        TestContext::new().with_fixtures(),
+        TestContext::new().with_fixtures(),
+    );
+    let backend = Backend {
+        url: format!("s3://{}/ci/main", server.bucket),
+        env: server.env(),
+    };
+    two_machines(&a, &b, &backend);
 }
 
 #[test]
@@ -132,7 +172,7 @@ fn untrusted_or_unsigned_entries_are_built_locally_and_pushing_needs_a_key() {
     );
     assert!(err.contains(&url), "{err}");
     assert!(err.contains("azb: 3 built, 0 substituted"), "{err}");
-    let bad_key = in_b(&b, &url, "nonsense", &["plan"]);
+    let bad_key = in_b(&b, &Backend::file(&a), "nonsense", &["plan"]);
     assert_eq!(bad_key.status.code(), Some(2), "{}", stderr(&bad_key));
     assert!(
         stderr(&bad_key).contains("bad public key"),

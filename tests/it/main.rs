@@ -19,4 +19,5 @@ mod pipeline;
 mod postgres;
 mod recipe;
 mod replication;
+mod servers;
 mod stacks;
