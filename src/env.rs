@@ -19,7 +19,8 @@ pub const BUILD_NETWORK: &str = "AZB_BUILD_NETWORK";
 /// else `/etc/apt/sources.list.d/debian.sources`. Never part of any hash: the lock is.
 pub const APT_SOURCES: &str = "AZB_APT_SOURCES";
 
-/// Remote caches to substitute from, in order (`file:///DIR`, `s3://BUCKET/PREFIX`),
+/// Remote caches to substitute from, in order (`file:///DIR`, `s3://BUCKET/PREFIX`,
+/// `oci://HOST/REPO`),
 /// separated by spaces; replaces the project's `cache.ron` list.
 pub const SUBSTITUTERS: &str = "AZB_SUBSTITUTERS";
 /// Public keys (`name:hex`) whose signatures azb trusts, separated by spaces; replaces the
@@ -28,6 +29,11 @@ pub const TRUSTED_KEYS: &str = "AZB_TRUSTED_KEYS";
 /// The secret key file (`azb cache keygen`) that signs what `azb cache push` uploads. A
 /// machine without one only reads.
 pub const SIGNING_KEY_FILE: &str = "AZB_SIGNING_KEY_FILE";
+
+/// User name and password for an `oci://` cache's registry (both, or anonymous).
+pub const REGISTRY_USERNAME: &str = "AZB_REGISTRY_USERNAME";
+/// See [`REGISTRY_USERNAME`].
+pub const REGISTRY_PASSWORD: &str = "AZB_REGISTRY_PASSWORD";
 
 /// Reads a path-valued variable; empty counts as unset.
 pub fn path(name: &str) -> Option<PathBuf> {

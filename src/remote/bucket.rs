@@ -77,10 +77,7 @@ impl Bucket {
         } else {
             return Err(bad("expected file:///DIR or s3://BUCKET/PREFIX"));
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::remote(url, e))?;
+        let runtime = super::runtime(url)?;
         Ok(Self {
             url: url.to_owned(),
             store,
@@ -91,10 +88,7 @@ impl Bucket {
     /// A cache on `store` (tests: stores that misbehave).
     #[cfg(test)]
     pub(crate) fn with_store(url: &str, store: Arc<dyn ObjectStore>) -> Self {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime = super::runtime(url).expect("a runtime");
         Self {
             url: url.to_owned(),
             store,

@@ -8,6 +8,7 @@
 
 mod bucket;
 mod config;
+mod registry;
 mod trust;
 
 use std::io::Write;
@@ -16,6 +17,7 @@ use std::sync::Mutex;
 
 pub use bucket::Bucket;
 pub use config::CacheConfig;
+pub use registry::Registry;
 pub use trust::{PublicKey, Refusal, SecretKey, Trust, fingerprint};
 
 use crate::drv::{Derivation, DrvHash};
@@ -32,7 +34,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// A substituter URL that azb cannot use.
-    #[diagnostic(help("substituters are file:///DIR or s3://BUCKET/PREFIX"))]
+    #[diagnostic(help("substituters are file:///DIR, s3://BUCKET/PREFIX or oci://HOST/REPO"))]
     #[error("cannot use the cache `{url}`: {why}")]
     BadUrl {
         /// The URL.
@@ -115,8 +117,11 @@ pub trait Substituter: Send + Sync {
     fn upload(&self, record: &Realisation, object: &Path, layer: &Path) -> Result<Pushed, Error>;
 }
 
-/// Opens a substituter by URL scheme.
+/// Opens a substituter by URL scheme: `oci://` a registry, else object storage.
 pub fn open(url: &str) -> Result<Box<dyn Substituter>, Error> {
+    if url.starts_with("oci://") {
+        return Ok(Box::new(Registry::open(url)?));
+    }
     Ok(Box::new(Bucket::open(url)?))
 }
 
@@ -320,6 +325,14 @@ pub fn push(
         out.push((*drv, outcome));
     }
     Ok(out)
+}
+
+/// The current-thread runtime a remote client runs on (kept inside this module).
+fn runtime(url: &str) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::remote(url, e))
 }
 
 /// An error and its causes on one line.

@@ -5,7 +5,7 @@
 use std::process::Output;
 
 use crate::context::{TestContext, UPSTREAM, shared, stderr};
-use crate::servers::S3Server;
+use crate::servers::{RegistryServer, S3Server};
 
 /// A remote cache: its URL and the environment its client needs (credentials).
 struct Backend {
@@ -126,6 +126,56 @@ fn a_second_machine_substitutes_everything_from_s3() {
         env: server.env(),
     };
     two_machines(&a, &b, &backend);
+}
+
+#[test]
+fn a_second_machine_substitutes_everything_from_an_oci_registry() {
+    shared();
+    let server = RegistryServer::start();
+    let (a, b) = (
+        TestContext::new().with_fixtures(),
+        TestContext::new().with_fixtures(),
+    );
+    let backend = Backend {
+        url: format!("oci://{}/azb/cache", server.host),
+        env: Vec::new(),
+    };
+    two_machines(&a, &b, &backend);
+    // Each entry is an OCI artifact whose second layer is the very blob the image has.
+    let tags = std::process::Command::new("curl")
+        .arg("-s")
+        .arg(format!("http://{}/v2/azb/cache/tags/list", server.host))
+        .output()
+        .unwrap();
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    let tags = tags["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    for tag in tags {
+        let manifest = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+            ])
+            .arg(format!(
+                "http://{}/v2/azb/cache/manifests/{}",
+                server.host,
+                tag.as_str().unwrap()
+            ))
+            .output()
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+        assert_eq!(
+            manifest["artifactType"],
+            "application/vnd.azb.realisation.v1+json"
+        );
+        let layer = manifest["layers"][1]["digest"].as_str().unwrap();
+        let hex = layer.strip_prefix("sha256:").unwrap();
+        assert!(
+            a.root().join("oci/blobs/sha256").join(hex).is_file(),
+            "{layer} is a layer of A's image"
+        );
+    }
 }
 
 #[test]

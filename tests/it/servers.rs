@@ -53,10 +53,22 @@ fn weed() -> PathBuf {
     Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("weed")
 }
 
-/// An S3-compatible server with one bucket.
-pub struct S3Server {
+/// A server process and its files: killed and removed when dropped.
+struct Running {
     child: Child,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An S3-compatible server with one bucket.
+pub struct S3Server {
+    _running: Running,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     /// The bucket.
@@ -114,8 +126,7 @@ impl S3Server {
                 .is_ok_and(|o| o.stdout == b"200")
         });
         Self {
-            child,
-            _dir: dir,
+            _running: Running { child, _dir: dir },
             endpoint,
             bucket: "azb-cache",
         }
@@ -133,9 +144,46 @@ impl S3Server {
     }
 }
 
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Debian's docker-registry (the CNCF distribution registry) on a loopback port.
+pub struct RegistryServer {
+    _running: Running,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+}
+
+impl RegistryServer {
+    /// Starts it with its storage in a temp dir.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_base(&[0]);
+        let config = dir.path().join("config.yml");
+        fs_err::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry (apt-get install docker-registry)");
+        let host = format!("127.0.0.1:{port}");
+        let url = format!("http://{host}/v2/");
+        wait("docker-registry", &mut child, || {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(&url)
+                .output()
+                .is_ok_and(|o| o.stdout == b"200")
+        });
+        Self {
+            _running: Running { child, _dir: dir },
+            host,
+        }
     }
 }

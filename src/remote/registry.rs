@@ -1,0 +1,303 @@
+//! A remote cache in an OCI registry (`oci://HOST[:PORT]/REPO`) through the `oci-client`
+//! crate, whose tokio runtime lives here. Each realisation is a small OCI artifact: a
+//! manifest of artifact type [`ARTIFACT_TYPE`] tagged `drv-<DrvHash>` (a derivation names
+//! its platform, so amd64 and arm64 never share a tag), whose two layers are the store
+//! object (zstd tar) and the image layer blob (gzip tar, the very blob an image carries, so
+//! a registry push of the image can mount it), with the signed record in its annotation
+//! [`RECORD_ANNOTATION`]. Blobs before the manifest.
+//!
+//! Loopback registries (`localhost`, `127.*`) are spoken to over plain HTTP, others over
+//! HTTPS. Credentials come from `AZB_REGISTRY_USERNAME` and `AZB_REGISTRY_PASSWORD`, else
+//! none. Registries cannot refuse a tag overwrite: the manifest is looked up first and an
+//! existing one is never replaced.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+use super::{Error, Pushed, Substituter};
+use crate::digest::{HashingWriter, Sha256};
+use crate::drv::DrvHash;
+use crate::fs::{FsError, err};
+use crate::store::Realisation;
+
+/// The artifact type of a realisation's manifest.
+pub const ARTIFACT_TYPE: &str = "application/vnd.azb.realisation.v1+json";
+/// The manifest annotation holding the signed realisation (JSON).
+pub const RECORD_ANNOTATION: &str = "io.azb.realisation";
+/// The media type of a store object (zstd tar).
+const OBJECT_MEDIA_TYPE: &str = "application/vnd.azb.object.v1.tar+zstd";
+/// The media type of a layer blob.
+const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The empty config every artifact manifest points at.
+const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+const EMPTY: &[u8] = b"{}";
+/// Chunk size of uploads from disk.
+const CHUNK: usize = 4 << 20;
+
+/// A cache in an OCI registry repository.
+pub struct Registry {
+    url: String,
+    registry: String,
+    repository: String,
+    client: Client,
+    auth: RegistryAuth,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Registry {
+    /// Opens `oci://HOST[:PORT]/REPO`.
+    pub fn open(url: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::BadUrl {
+            url: url.to_owned(),
+            why: why.to_owned(),
+        };
+        let rest = url
+            .strip_prefix("oci://")
+            .ok_or_else(|| bad("expected oci://HOST/REPO"))?;
+        let (registry, repository) = rest
+            .split_once('/')
+            .filter(|(h, r)| !h.is_empty() && !r.is_empty())
+            .ok_or_else(|| bad("expected oci://HOST/REPO"))?;
+        Reference::try_from(format!("{registry}/{repository}:probe").as_str())
+            .map_err(|e| bad(&e.to_string()))?;
+        let host = registry.split(':').next().unwrap_or(registry);
+        let loopback = host == "localhost" || host.starts_with("127.");
+        let config = ClientConfig {
+            protocol: if loopback {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            ..Default::default()
+        };
+        let auth = match (
+            crate::env::string(crate::env::REGISTRY_USERNAME),
+            crate::env::string(crate::env::REGISTRY_PASSWORD),
+        ) {
+            (Some(user), Some(password)) => RegistryAuth::Basic(user, password),
+            _ => RegistryAuth::Anonymous,
+        };
+        let runtime = super::runtime(url)?;
+        Ok(Self {
+            url: url.to_owned(),
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            client: Client::new(config),
+            auth,
+            runtime,
+        })
+    }
+
+    fn reference(&self, drv: &DrvHash) -> Reference {
+        Reference::with_tag(
+            self.registry.clone(),
+            self.repository.clone(),
+            format!("drv-{drv}"),
+        )
+    }
+
+    fn remote(&self, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::remote(&self.url, e)
+    }
+
+    /// The manifest tagged for `drv`, or `None`.
+    fn manifest(&self, drv: &DrvHash) -> Result<Option<OciImageManifest>, Error> {
+        let reference = self.reference(drv);
+        let pulled = self
+            .runtime
+            .block_on(self.client.pull_manifest(&reference, &self.auth));
+        match pulled {
+            Ok((OciManifest::Image(manifest), _)) => Ok(Some(manifest)),
+            Ok((OciManifest::ImageIndex(_), _)) => Err(self.remote(std::io::Error::other(
+                format!("{reference} is an image index, not an azb realisation"),
+            ))),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.remote(e)),
+        }
+    }
+
+    /// Streams the blob `descriptor` names into `out` (the client checks its digest).
+    fn download(&self, drv: &DrvHash, media_type: &str, out: &mut dyn Write) -> Result<(), Error> {
+        let manifest = self.manifest(drv)?.ok_or_else(|| {
+            self.remote(std::io::Error::other(format!(
+                "no entry for {drv} any more"
+            )))
+        })?;
+        let descriptor = manifest
+            .layers
+            .iter()
+            .find(|l| l.media_type == media_type)
+            .ok_or_else(|| {
+                self.remote(std::io::Error::other(format!(
+                    "the entry for {drv} has no {media_type} layer"
+                )))
+            })?
+            .clone();
+        let reference = self.reference(drv);
+        self.runtime.block_on(async {
+            let mut stream = self
+                .client
+                .pull_blob_stream(&reference, &descriptor)
+                .await
+                .map_err(|e| self.remote(e))?
+                .stream;
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk.map_err(|e| self.remote(e))?)
+                    .map_err(|e| self.remote(e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Uploads the file at `path` as a blob with `digest` unless the repository has it.
+    fn upload_file(&self, reference: &Reference, path: &Path, digest: &str) -> Result<u64, Error> {
+        let file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| FsError::new("stat", path, e))?
+            .len();
+        self.runtime.block_on(async {
+            if self
+                .client
+                .blob_exists(reference, digest)
+                .await
+                .map_err(|e| self.remote(e))?
+            {
+                return Ok(size);
+            }
+            let chunks = futures_util::stream::unfold(file, |mut file| async move {
+                let mut buffer = vec![0u8; CHUNK];
+                match file.read(&mut buffer) {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buffer)), file))
+                    }
+                    Err(e) => Some((Err(e.into()), file)),
+                }
+            });
+            self.client
+                .push_blob_stream(reference, chunks, digest, Some(size))
+                .await
+                .map_err(|e| self.remote(e))?;
+            Ok(size)
+        })
+    }
+}
+
+/// Whether a registry error says the manifest is not there.
+fn not_found(error: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+    match error {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown
+            )
+        }),
+        E::ServerError { code: 404, .. } => true,
+        _ => false,
+    }
+}
+
+fn sha256_of_file(path: &Path) -> Result<Sha256, Error> {
+    let mut file = err::File::open(path).map_err(|e| FsError::new("open", path, e))?;
+    let mut hashing = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut hashing).map_err(|e| FsError::new("read", path, e))?;
+    Ok(hashing.finish().1.sha256)
+}
+
+impl Substituter for Registry {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn realisation(&self, drv: &DrvHash) -> Result<Option<Vec<u8>>, Error> {
+        let Some(manifest) = self.manifest(drv)? else {
+            return Ok(None);
+        };
+        let record = manifest
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RECORD_ANNOTATION))
+            .filter(|_| manifest.artifact_type.as_deref() == Some(ARTIFACT_TYPE));
+        Ok(Some(record.cloned().unwrap_or_default().into_bytes()))
+    }
+
+    fn download_object(&self, record: &Realisation, out: &mut dyn Write) -> Result<(), Error> {
+        self.download(&record.drv, OBJECT_MEDIA_TYPE, out)
+    }
+
+    fn download_layer(&self, record: &Realisation, out: &mut dyn Write) -> Result<(), Error> {
+        self.download(&record.drv, LAYER_MEDIA_TYPE, out)
+    }
+
+    fn check_create_only(&self) -> Result<(), Error> {
+        // Tags cannot be create-only; upload() looks before it writes.
+        Ok(())
+    }
+
+    fn upload(&self, record: &Realisation, object: &Path, layer: &Path) -> Result<Pushed, Error> {
+        if let Some(existing) = self.realisation(&record.drv)? {
+            return Ok(Pushed::Present(existing));
+        }
+        let reference = self.reference(&record.drv);
+        self.runtime
+            .block_on(
+                self.client
+                    .auth(&reference, &self.auth, RegistryOperation::Push),
+            )
+            .map_err(|e| self.remote(e))?;
+        let object_digest = format!("sha256:{}", sha256_of_file(object)?);
+        let object_size = self.upload_file(&reference, object, &object_digest)?;
+        let layer_digest = record.layer.digest.oci_digest().to_string();
+        self.upload_file(&reference, layer, &layer_digest)?;
+        let empty_digest = format!("sha256:{}", Sha256::of(EMPTY));
+        self.runtime
+            .block_on(self.client.push_blob(&reference, EMPTY, &empty_digest))
+            .map_err(|e| self.remote(e))?;
+        let text = serde_json::to_string(record).expect("a realisation serialises");
+        let manifest = OciImageManifest {
+            schema_version: 2,
+            media_type: Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_owned()),
+            config: OciDescriptor {
+                media_type: EMPTY_MEDIA_TYPE.to_owned(),
+                digest: empty_digest,
+                size: EMPTY.len() as i64,
+                ..Default::default()
+            },
+            layers: vec![
+                OciDescriptor {
+                    media_type: OBJECT_MEDIA_TYPE.to_owned(),
+                    digest: object_digest,
+                    size: object_size as i64,
+                    ..Default::default()
+                },
+                OciDescriptor {
+                    media_type: LAYER_MEDIA_TYPE.to_owned(),
+                    digest: layer_digest,
+                    size: record.layer.size as i64,
+                    ..Default::default()
+                },
+            ],
+            subject: None,
+            artifact_type: Some(ARTIFACT_TYPE.to_owned()),
+            annotations: Some(BTreeMap::from([(RECORD_ANNOTATION.to_owned(), text)])),
+        };
+        self.runtime
+            .block_on(
+                self.client
+                    .push_manifest(&reference, &OciManifest::Image(manifest)),
+            )
+            .map_err(|e| self.remote(e))?;
+        Ok(Pushed::Uploaded)
+    }
+}
