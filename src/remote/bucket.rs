@@ -54,13 +54,22 @@ impl Bucket {
             if bucket.is_empty() {
                 return Err(bad("an s3:// cache needs a bucket (s3://BUCKET/PREFIX)"));
             }
-            // Endpoint, region, credentials and client options (AWS_ALLOW_HTTP, proxies)
-            // from the environment; timeouts set over them, keeping the rest.
+            // Endpoint, region, credentials and client options (AWS_ALLOW_HTTP, proxies,
+            // AWS_TIMEOUT, AWS_CONNECT_TIMEOUT) from the environment; where it sets no
+            // timeouts: 3 s to connect, 30 minutes for a whole request (a large object on a
+            // slow link), and at most two retries within 10 s.
             let client = |key| object_store::aws::AmazonS3ConfigKey::Client(key);
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_config(client(ClientConfigKey::ConnectTimeout), "3s")
-                .with_config(client(ClientConfigKey::Timeout), "120s")
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (variable, key, value) in [
+                ("AWS_CONNECT_TIMEOUT", ClientConfigKey::ConnectTimeout, "3s"),
+                ("AWS_TIMEOUT", ClientConfigKey::Timeout, "30m"),
+            ] {
+                if std::env::var_os(variable).is_none() {
+                    builder = builder.with_config(client(key), value);
+                }
+            }
+            let s3 = builder
                 .with_retry(RetryConfig {
                     backoff: BackoffConfig::default(),
                     max_retries: 2,

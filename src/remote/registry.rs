@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -75,6 +76,9 @@ impl Registry {
             } else {
                 ClientProtocol::Https
             },
+            // A registry that stops answering is given up on, never waited for.
+            connect_timeout: Some(Duration::from_secs(3)),
+            read_timeout: Some(Duration::from_secs(30)),
             ..Default::default()
         };
         let auth = match (

@@ -14,12 +14,18 @@ struct Built {
 }
 
 fn built(name: &str) -> Built {
+    built_with(name, "SELECT 1;\n")
+}
+
+/// The artifact of `name` whose SQL file holds `sql` (another `sql`: the same derivation
+/// with another output, as a build that is not deterministic gives).
+fn built_with(name: &str, sql: &str) -> Built {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let out = dir.path().join("out");
     fs_err::create_dir_all(out.join("share/extension")).unwrap();
     fs_err::write(out.join("share/extension/x.control"), "comment = 'x'\n").unwrap();
-    fs_err::write(out.join("share/extension/x--1.sql"), "SELECT 1;\n").unwrap();
+    fs_err::write(out.join("share/extension/x--1.sql"), sql).unwrap();
     let drv = Derivation::example(name);
     let build = BuildRecord {
         builder: "test".into(),
@@ -396,4 +402,64 @@ fn a_server_that_ignores_create_only_writes_is_never_pushed_to() {
     let dir = tempfile::tempdir().unwrap();
     let honest = open(&format!("file://{}", dir.path().display())).unwrap();
     honest.check_create_only().unwrap();
+}
+
+#[test]
+fn another_output_for_the_same_derivation_is_reported_and_overwrites_nothing() {
+    let (one, two) = (
+        built_with("x", "SELECT 1;\n"),
+        built_with("x", "SELECT 2;\n"),
+    );
+    assert_eq!(one.drv.hash(), two.drv.hash());
+    assert_ne!(one.record.object, two.record.object);
+    let cache = tempfile::tempdir().unwrap();
+    let target = open(&format!("file://{}", cache.path().display())).unwrap();
+    let key = SecretKey::generate("ci-1").unwrap();
+    let hash = one.drv.hash();
+    push(&one.store, target.as_ref(), &key, &[hash]).unwrap();
+    let pushed = push(&two.store, target.as_ref(), &key, &[hash]).unwrap();
+    match &pushed[..] {
+        [(h, PushOutcome::Differs { remote })] if *h == hash => {
+            assert_eq!(remote.object, one.record.object);
+        }
+        other => panic!("{other:?}"),
+    }
+    let kept: Realisation =
+        serde_json::from_slice(&target.realisation(&hash).unwrap().unwrap()).unwrap();
+    assert_eq!(kept.object, one.record.object, "nothing was overwritten");
+}
+
+#[test]
+fn two_pushers_of_the_same_derivation_write_it_once() {
+    let (one, two) = (built("x"), built("x"));
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cache.path().display());
+    let key = SecretKey::generate("ci-1").unwrap();
+    let hash = one.drv.hash();
+    let barrier = std::sync::Barrier::new(2);
+    let outcomes: Vec<PushOutcome> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [&one, &two]
+            .map(|b| {
+                let (url, key, barrier) = (&url, &key, &barrier);
+                scope.spawn(move || {
+                    let target = open(url).unwrap();
+                    barrier.wait();
+                    push(&b.store, target.as_ref(), key, &[hash]).unwrap()[0]
+                        .1
+                        .clone()
+                })
+            })
+            .into_iter()
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let uploaded = outcomes
+        .iter()
+        .filter(|o| **o == PushOutcome::Uploaded)
+        .count();
+    let present = outcomes
+        .iter()
+        .filter(|o| **o == PushOutcome::Present)
+        .count();
+    assert_eq!((uploaded, present), (1, 1), "{outcomes:?}");
 }

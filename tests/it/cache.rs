@@ -230,3 +230,191 @@ fn untrusted_or_unsigned_entries_are_built_locally_and_pushing_needs_a_key() {
         stderr(&bad_key)
     );
 }
+
+/// Runs `cmd`, killing it (and failing) if it has not finished within two minutes: a
+/// remote cache that is down or silent must never hang a build.
+fn finishes(mut cmd: std::process::Command) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &id.to_string()])
+                .status();
+            panic!("azb hung on a remote cache that does not answer");
+        }
+    }
+}
+
+#[test]
+fn a_cache_that_is_down_or_silent_is_given_up_on_and_the_build_goes_on() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    // Down: nothing listens. Silent: a listener that accepts and never answers.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    for (port, what) in [(closed_port, "down"), (silent_port, "silent")] {
+        let store = ctx.root().join(format!("store-{what}"));
+        let mut cmd = ctx.azb_with_store(&store);
+        cmd.args(["build", "--platform", "amd64"])
+            .env("AZB_SUBSTITUTERS", "s3://azb-cache/ci")
+            .env("AZB_TRUSTED_KEYS", "")
+            .env("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "y")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_TIMEOUT", "2s");
+        let out = finishes(cmd);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{what}: {err}");
+        assert_eq!(
+            err.matches("not asking it again in this run").count(),
+            1,
+            "{what}: asked once, then left alone: {err}"
+        );
+        assert!(err.contains("s3://azb-cache/ci"), "{what}: {err}");
+        assert!(err.contains("azb: 3 built, 0 substituted"), "{what}: {err}");
+    }
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the silent cache was asked"
+    );
+}
+
+/// Every record in the file:// cache at `dir` names an object and a layer that are there.
+fn no_record_without_its_files(dir: &std::path::Path) -> usize {
+    let records = dir.join("realisations");
+    let Ok(entries) = fs_err::read_dir(&records) else {
+        return 0;
+    };
+    let mut count = 0;
+    for entry in entries {
+        let record: azb::store::Realisation =
+            serde_json::from_slice(&fs_err::read(entry.unwrap().path()).unwrap()).unwrap();
+        assert!(
+            dir.join(format!("objects/{}.zst", record.object)).is_file(),
+            "{} has no object",
+            record.drv
+        );
+        assert!(
+            dir.join(format!("blobs/sha256/{}", record.layer.digest))
+                .is_file(),
+            "{} has no layer",
+            record.drv
+        );
+        count += 1;
+    }
+    count
+}
+
+/// Starts `cmd` and kills it (SIGKILL) after `after`, or lets it finish; returns whether it
+/// was killed.
+fn kill_after(mut cmd: std::process::Command, after: std::time::Duration) -> bool {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + after;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    true
+}
+
+#[test]
+fn killed_pushes_and_pulls_leave_nothing_half_done() {
+    shared();
+    let (a, b) = (TestContext::new(), TestContext::new());
+    // One large artifact (64 MiB that do not compress), so a kill lands mid-transfer.
+    for ctx in [&a, &b] {
+        let commit = ctx.commit_fixture("azb_sql", &[]);
+        fs_err::write(
+            ctx.recipe_path("azb_big"),
+            format!(
+                r#"Recipe(name: "azb_big", kind: Extension, source: Git(url: "{UPSTREAM}azb_sql", commit: "{commit}"), build: Script(script: "share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mkdir -p $share && cp azb_sql.control azb_sql--1.0.sql $share/ && head -c 64M /dev/urandom > $share/azb_big.bin"), runtime: (create: false))"#
+            ),
+        )
+        .unwrap();
+    }
+    a.ok(&["build", "--platform", "amd64"]);
+    let dir = a.root().join("remote");
+    let url = format!("file://{}", dir.display());
+    let key_file = a.root().join("ci.key");
+    let public = a.ok(&[
+        "cache",
+        "keygen",
+        "ci-1",
+        "--out",
+        key_file.to_str().unwrap(),
+    ]);
+    let push = || {
+        let mut cmd = a.azb();
+        cmd.args(["cache", "push", "--to", &url])
+            .env("AZB_SIGNING_KEY_FILE", &key_file);
+        cmd
+    };
+    let mut killed = 0;
+    for ms in [5, 20, 50, 100, 200, 400] {
+        killed += kill_after(push(), std::time::Duration::from_millis(ms)) as usize;
+        no_record_without_its_files(&dir);
+    }
+    assert!(killed > 0, "no push was killed midway");
+    let out = push().output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(no_record_without_its_files(&dir), 1);
+
+    // B pulls it; killed midway, then again to the end.
+    let pull = || {
+        let mut cmd = b.azb();
+        cmd.args(["build", "--platform", "amd64"])
+            .env("AZB_SUBSTITUTERS", &url)
+            .env("AZB_TRUSTED_KEYS", public.trim())
+            .env("AZB_SOURCE_MIRRORS", format!("{UPSTREAM}=/nonexistent/"));
+        cmd
+    };
+    let mut killed = 0;
+    for ms in [5, 20, 50, 100, 200] {
+        killed += kill_after(pull(), std::time::Duration::from_millis(ms)) as usize;
+        let store = azb::store::Store::open(&b.store()).unwrap();
+        let plan = b.plan("amd64");
+        let hash = plan["derivations"][0]["hash"].as_str().unwrap().to_owned();
+        match store.lookup(&hash.parse().unwrap()).unwrap() {
+            azb::store::Lookup::Hit(_) | azb::store::Lookup::Miss => {}
+            other => panic!("a killed pull left {other:?}"),
+        }
+    }
+    assert!(killed > 0, "no pull was killed midway");
+    let out = pull().output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("1 substituted") || err.contains("0 built, 0 substituted, 1 from the store"),
+        "{err}"
+    );
+}
