@@ -92,6 +92,22 @@ pub enum CacheCommand {
     },
     /// What the store holds, and the remote cache settings.
     Info,
+    /// Re-hash every object and layer the store's records name; report the damaged ones
+    /// (exit 1). With --repair, move them to quarantine/ and fetch them again from the
+    /// substituters where a trusted entry exists (else the next build rebuilds them).
+    Verify {
+        /// Quarantine what is damaged and substitute it again.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Delete what neither the current plan (every platform) nor the last builds need:
+    /// their records, then objects and layer blobs nothing kept names. Files younger than
+    /// --grace stay, so a build running meanwhile keeps what it just wrote.
+    Gc {
+        /// Seconds a file is kept after it was written.
+        #[arg(long, default_value_t = 3600, value_name = "SECS")]
+        grace: u64,
+    },
 }
 
 /// `azb lock ...`.

@@ -6,6 +6,7 @@ use super::args::CacheCommand;
 use super::settings::{self, GlobalSettings};
 use super::{Failure, FailureKind};
 use crate::remote::{self, PushOutcome, SecretKey};
+use crate::store::Check;
 
 /// Runs `azb cache ...`.
 pub fn run(global: &GlobalSettings, command: &CacheCommand) -> Result<(), Failure> {
@@ -32,6 +33,33 @@ pub fn run(global: &GlobalSettings, command: &CacheCommand) -> Result<(), Failur
             Ok(())
         }
         CacheCommand::Push { to, platform } => push(global, to.as_deref(), *platform),
+        CacheCommand::Verify { repair } => verify(global, *repair),
+        CacheCommand::Gc { grace } => {
+            let project = settings::load_project(global)?;
+            let graph = crate::graph::Graph::resolve(&project.recipes, &project.image.recipes)
+                .map_err(Failure::input)?;
+            let platforms = settings::platforms(super::args::PlatformArg::All, &project)?;
+            let (_, plan) = settings::plan(&project, &graph, &platforms)?;
+            let store = global.store()?;
+            let mut keep: std::collections::BTreeSet<_> =
+                plan.items.iter().map(|p| p.hash).collect();
+            for platform in platforms {
+                keep.extend(
+                    store
+                        .last_build(platform)
+                        .map_err(Failure::environment)?
+                        .into_values(),
+                );
+            }
+            let report = store
+                .gc(&keep, std::time::Duration::from_secs(*grace))
+                .map_err(Failure::environment)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("a report serialises")
+            );
+            Ok(())
+        }
         CacheCommand::Info => {
             let store = global.store()?;
             let stats = store.stats().map_err(Failure::environment)?;
@@ -115,6 +143,49 @@ fn push(
             FailureKind::Build,
             std::io::Error::other(format!(
                 "{differing} derivation(s) differ from what {url} holds"
+            )),
+        ));
+    }
+    Ok(())
+}
+
+fn verify(global: &GlobalSettings, repair: bool) -> Result<(), Failure> {
+    let store = global.store()?;
+    let remote = if repair { Some(global.remote()?) } else { None };
+    let (mut sound, mut damaged) = (0, 0);
+    for drv in store.realised().map_err(Failure::environment)? {
+        let damage = match store.check(&drv).map_err(Failure::environment)? {
+            Check::Sound(_) => {
+                sound += 1;
+                continue;
+            }
+            Check::Missing => continue,
+            Check::Damaged(damage) => damage,
+        };
+        let Some(remote) = &remote else {
+            damaged += 1;
+            println!("damaged {drv} {}", damage.what);
+            continue;
+        };
+        let derivation = store.derivation(&drv).map_err(Failure::environment)?;
+        store
+            .quarantine_damage(&drv, &damage)
+            .map_err(Failure::environment)?;
+        let warn = |message: &str| eprintln!("warning: {message}");
+        match derivation.and_then(|d| remote.substitute(&store, &d, &warn)) {
+            Some(found) => println!("repaired {drv} {} from {}", damage.what, found.url),
+            None => println!(
+                "quarantined {drv} {} (the next build rebuilds it)",
+                damage.what
+            ),
+        }
+    }
+    eprintln!("azb: {sound} sound, {damaged} damaged");
+    if damaged > 0 {
+        return Err(Failure::plain(
+            FailureKind::Build,
+            std::io::Error::other(format!(
+                "{damaged} realisation(s) damaged; `azb cache verify --repair` quarantines them"
             )),
         ));
     }

@@ -85,6 +85,41 @@ pub fn read_object(path: &Path) -> Result<impl Read + use<>, FsError> {
         .map_err(|e| FsError::new("decompress", path, e))
 }
 
+/// What [`Store::check`] found.
+#[derive(Debug)]
+pub enum Check {
+    /// No realisation, or its files are gone.
+    Missing,
+    /// Every file matches its hash.
+    Sound(Box<Realisation>),
+    /// Something is damaged.
+    Damaged(Damage),
+}
+
+/// A damaged store file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// What it is (`object <hash>`, `layer sha256:<hex>`, `realisation`).
+    pub what: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Its name in `quarantine/`.
+    name: String,
+}
+
+/// What [`Store::gc`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Realisation records (with their derivation records).
+    pub realisations: u64,
+    /// Object files.
+    pub objects: u64,
+    /// Layer blobs.
+    pub blobs: u64,
+    /// Bytes freed by objects and blobs.
+    pub bytes: u64,
+}
+
 /// What a store holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -194,21 +229,32 @@ impl Store {
     /// Damage of any of the three files is quarantined and reported as [`Lookup::Corrupt`].
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn lookup(&self, drv: &DrvHash) -> Result<Lookup, Error> {
+        match self.check(drv)? {
+            Check::Missing => Ok(Lookup::Miss),
+            Check::Sound(record) => Ok(Lookup::Hit(record)),
+            Check::Damaged(damage) => Ok(Lookup::Corrupt {
+                quarantine: self.quarantine_damage(drv, &damage)?,
+                what: damage.what,
+            }),
+        }
+    }
+
+    /// Re-hashes the files of `drv`'s realisation, changing nothing.
+    pub fn check(&self, drv: &DrvHash) -> Result<Check, Error> {
         let record = match self.read_record(drv)? {
-            None => return Ok(Lookup::Miss),
+            None => return Ok(Check::Missing),
             Some(Ok(record)) => record,
             Some(Err(error)) => {
                 tracing::debug!(%drv, %error, "realisation unreadable");
-                let path = self.layout.realisation(drv);
-                let quarantine = self.quarantine(&path, &format!("{drv}.json"))?;
-                return Ok(Lookup::Corrupt {
+                return Ok(Check::Damaged(Damage {
                     what: "realisation".to_owned(),
-                    quarantine,
-                });
+                    path: self.layout.realisation(drv),
+                    name: format!("{drv}.json"),
+                }));
             }
         };
         if !self.files_present(&record) {
-            return Ok(Lookup::Miss);
+            return Ok(Check::Missing);
         }
         let object = self.layout.object(&record.object);
         let found = read_object(&object).and_then(|mut tar| {
@@ -217,12 +263,11 @@ impl Store {
             Ok(hashing.finish().1.object)
         });
         if !found.is_ok_and(|hash| hash == record.object) {
-            let quarantine = self.quarantine(&object, &record.object.to_string())?;
-            self.forget(drv)?;
-            return Ok(Lookup::Corrupt {
+            return Ok(Check::Damaged(Damage {
                 what: format!("object {}", record.object),
-                quarantine,
-            });
+                name: record.object.to_string(),
+                path: object,
+            }));
         }
         let blob = self.layout.blob(&record.layer.digest);
         let found = err::File::open(&blob).and_then(|mut file| {
@@ -231,14 +276,108 @@ impl Store {
             Ok(hashing.finish().1)
         });
         if !found.is_ok_and(|d| d.sha256 == record.layer.digest && d.len == record.layer.size) {
-            let quarantine = self.quarantine(&blob, &format!("sha256-{}", record.layer.digest))?;
-            self.forget(drv)?;
-            return Ok(Lookup::Corrupt {
+            return Ok(Check::Damaged(Damage {
                 what: format!("layer sha256:{}", record.layer.digest),
-                quarantine,
-            });
+                name: format!("sha256-{}", record.layer.digest),
+                path: blob,
+            }));
         }
-        Ok(Lookup::Hit(Box::new(record)))
+        Ok(Check::Sound(Box::new(record)))
+    }
+
+    /// Moves the damaged file aside and forgets the realisation; returns where it went.
+    pub fn quarantine_damage(&self, drv: &DrvHash, damage: &Damage) -> Result<PathBuf, Error> {
+        let to = self.quarantine(&damage.path, &damage.name)?;
+        self.forget(drv)?;
+        Ok(to)
+    }
+
+    /// Every derivation with a realisation record, sorted.
+    pub fn realised(&self) -> Result<Vec<DrvHash>, Error> {
+        let dir = self.layout.root().join("realisations");
+        let mut out = Vec::new();
+        for entry in crate::fs::sorted_entries(&dir)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(hash) = name.strip_suffix(".json").and_then(|h| h.parse().ok()) {
+                out.push(hash);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes what no derivation in `keep` needs: realisation and derivation records of
+    /// other derivations, then objects and layer blobs no kept record names. Files changed
+    /// within `grace` stay (a build running now writes its files before its record), and
+    /// two collections never run at once. Never touches sources, logs, tools or debs.
+    pub fn gc(
+        &self,
+        keep: &std::collections::BTreeSet<DrvHash>,
+        grace: std::time::Duration,
+    ) -> Result<GcReport, Error> {
+        let _lock = LockFile::acquire(&self.layout.lock("gc"))?;
+        let now = std::time::SystemTime::now();
+        let old = |path: &Path| -> Result<bool, Error> {
+            let meta = err::metadata(path).map_err(|e| FsError::new("stat", path, e))?;
+            let modified = meta
+                .modified()
+                .map_err(|e| FsError::new("read the time of", path, e))?;
+            Ok(now.duration_since(modified).unwrap_or_default() >= grace)
+        };
+        let mut report = GcReport::default();
+        let (mut objects, mut blobs) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        for drv in self.realised()? {
+            let path = self.layout.realisation(&drv);
+            let record = self.read_record(&drv)?.and_then(Result::ok);
+            if keep.contains(&drv) || !old(&path)? {
+                if let Some(record) = record {
+                    objects.insert(record.object);
+                    blobs.insert(record.layer.digest);
+                }
+                continue;
+            }
+            for file in [path, self.layout.derivation(&drv)] {
+                match err::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(FsError::new("remove", &file, e).into()),
+                }
+            }
+            report.realisations += 1;
+        }
+        let mut remove = |path: PathBuf, blob: bool| -> Result<(), Error> {
+            if !old(&path)? {
+                return Ok(());
+            }
+            let size = err::metadata(&path)
+                .map_err(|e| FsError::new("stat", &path, e))?
+                .len();
+            err::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
+            if blob {
+                report.blobs += 1;
+            } else {
+                report.objects += 1;
+            }
+            report.bytes += size;
+            Ok(())
+        };
+        for shard in crate::fs::sorted_entries(&self.layout.root().join("objects"))? {
+            for entry in crate::fs::sorted_entries(&shard.path())? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.parse().is_ok_and(|h: ObjectHash| objects.contains(&h)) {
+                    remove(entry.path(), false)?;
+                }
+            }
+        }
+        for entry in crate::fs::sorted_entries(&self.layout.root().join("blobs/sha256"))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.parse().is_ok_and(|h: Sha256| blobs.contains(&h)) {
+                remove(entry.path(), true)?;
+            }
+        }
+        Ok(report)
     }
 
     /// Moves a damaged file aside as `quarantine/<name>`.

@@ -418,3 +418,118 @@ fn killed_pushes_and_pulls_leave_nothing_half_done() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_reports_damage_and_repair_fetches_it_again() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    ctx.ok(&["build", "--platform", "amd64"]);
+    let backend = Backend::file(&ctx);
+    let public = push_as_platform(&ctx, &backend, "amd64");
+    let store = azb::store::Store::open(&ctx.store()).unwrap();
+    let plan = ctx.plan("amd64");
+    let hash = plan["derivations"][0]["hash"].as_str().unwrap().to_owned();
+    let record = store.realisation(&hash.parse().unwrap()).unwrap().unwrap();
+    let object = store.object_path(&record);
+    let mut bytes = fs_err::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs_err::write(&object, &bytes).unwrap();
+
+    let out = ctx.run(&["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text, format!("damaged {hash} object {}\n", record.object));
+    assert_eq!(
+        fs_err::read(&object).unwrap(),
+        bytes,
+        "verify alone changes nothing"
+    );
+
+    let out = ctx
+        .azb()
+        .args(["cache", "verify", "--repair"])
+        .env("AZB_SUBSTITUTERS", &backend.url)
+        .env("AZB_TRUSTED_KEYS", &public)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            "repaired {hash} object {} from {}\n",
+            record.object, backend.url
+        )
+    );
+    let out = ctx.run(&["cache", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("azb: 3 sound, 0 damaged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Pushes `ctx`'s last build on `platform` to `backend` with a new key; returns it.
+fn push_as_platform(ctx: &TestContext, backend: &Backend, platform: &str) -> String {
+    let key_file = ctx.root().join("ci.key");
+    let public = ctx.ok(&[
+        "cache",
+        "keygen",
+        "ci-1",
+        "--out",
+        key_file.to_str().unwrap(),
+    ]);
+    let out = ctx
+        .azb()
+        .args([
+            "cache",
+            "push",
+            "--to",
+            &backend.url,
+            "--platform",
+            platform,
+        ])
+        .env("AZB_SIGNING_KEY_FILE", &key_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    public.trim().to_owned()
+}
+
+#[test]
+fn gc_keeps_the_plan_and_the_last_build_and_drops_the_rest() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    ctx.ok(&["build", "--platform", "amd64"]);
+    let old = ctx.plan("amd64")["derivations"][2]["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Re-pin azb_sql twice: the first re-pin's output is then needed by nothing.
+    for note in ["1.0.1\n", "1.0.2\n"] {
+        let commit = ctx.commit_fixture("azb_sql", &[("NEWS", note)]);
+        ctx.write_recipe(crate::context::RecipeSpec::new("azb_sql", commit));
+        ctx.ok(&["build", "--platform", "amd64"]);
+    }
+    let store = azb::store::Store::open(&ctx.store()).unwrap();
+    let before = store.stats().unwrap();
+    assert_eq!(before.realisations, 5);
+    // Young files stay (a build might be writing them).
+    let report: serde_json::Value = serde_json::from_str(&ctx.ok(&["cache", "gc"])).unwrap();
+    assert_eq!(report["realisations"], 0, "{report}");
+    let report: serde_json::Value =
+        serde_json::from_str(&ctx.ok(&["cache", "gc", "--grace", "0"])).unwrap();
+    assert_eq!(report["realisations"], 2, "{report}");
+    assert_eq!(report["blobs"], 2, "{report}");
+    let after = store.stats().unwrap();
+    assert_eq!(after.realisations, 3);
+    assert_eq!(after.blobs, 3);
+    assert!(store.realisation(&old.parse().unwrap()).unwrap().is_none());
+    for row in ctx.plan("amd64")["derivations"].as_array().unwrap() {
+        assert_eq!(row["status"], "cached", "{row}");
+    }
+    let out = ctx.run(&["cache", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
