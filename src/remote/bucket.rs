@@ -35,25 +35,36 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// Opens `url` (`file:///DIR` or `s3://BUCKET[/PREFIX]`).
-    pub fn open(url: &str) -> Result<Self, Error> {
+    /// Checks the form of `url` without opening anything.
+    pub fn check(url: &str) -> Result<(), Error> {
         let bad = |why: &str| Error::BadUrl {
             url: url.to_owned(),
             why: why.to_owned(),
         };
-        let store: Arc<dyn ObjectStore> = if let Some(dir) = url.strip_prefix("file://") {
+        if let Some(dir) = url.strip_prefix("file://") {
             if !dir.starts_with('/') {
                 return Err(bad("a file:// cache needs an absolute path (file:///DIR)"));
             }
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            if rest.split('/').next().unwrap_or("").is_empty() {
+                return Err(bad("an s3:// cache needs a bucket (s3://BUCKET/PREFIX)"));
+            }
+        } else {
+            return Err(bad("expected file:///DIR or s3://BUCKET/PREFIX"));
+        }
+        Ok(())
+    }
+
+    /// Opens `url` (`file:///DIR` or `s3://BUCKET[/PREFIX]`).
+    pub fn open(url: &str) -> Result<Self, Error> {
+        Self::check(url)?;
+        let store: Arc<dyn ObjectStore> = if let Some(dir) = url.strip_prefix("file://") {
             err::create_dir_all(dir).map_err(|e| FsError::new("create cache directory", dir, e))?;
             let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| Error::remote(url, e))?;
             Arc::new(local.with_automatic_cleanup(true))
         } else if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("an s3:// cache needs a bucket (s3://BUCKET/PREFIX)"));
-            }
             // Endpoint, region, credentials and client options (AWS_ALLOW_HTTP, proxies,
             // AWS_TIMEOUT, AWS_CONNECT_TIMEOUT) from the environment; where it sets no
             // timeouts: 3 s to connect, 30 minutes for a whole request (a large object on a
@@ -84,7 +95,7 @@ impl Bucket {
                 Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
             }
         } else {
-            return Err(bad("expected file:///DIR or s3://BUCKET/PREFIX"));
+            unreachable!("checked above")
         };
         let runtime = super::runtime(url)?;
         Ok(Self {

@@ -134,9 +134,24 @@ pub struct Found {
     pub record: Realisation,
 }
 
+/// Checks the form of a substituter URL without opening it.
+pub fn check_url(url: &str) -> Result<(), Error> {
+    if url.starts_with("oci://") {
+        return Registry::check(url).map(|_| ());
+    }
+    Bucket::check(url)
+}
+
+/// A substituter, opened the first time it is asked (a client with TLS roots costs tens of
+/// milliseconds: a build that finds everything in the store never pays it).
+struct Slot {
+    url: String,
+    opened: std::sync::OnceLock<Result<Box<dyn Substituter>, String>>,
+}
+
 /// The configured substituters and the keys they are checked against.
 pub struct Remote {
-    substituters: Vec<Box<dyn Substituter>>,
+    substituters: Vec<Slot>,
     trust: Trust,
     /// Substituters that failed in this run: not asked again.
     down: Mutex<Vec<bool>>,
@@ -145,6 +160,17 @@ pub struct Remote {
 impl Remote {
     /// Substituters in the order given.
     pub fn new(substituters: Vec<Box<dyn Substituter>>, trust: Trust) -> Self {
+        let slots = substituters
+            .into_iter()
+            .map(|s| Slot {
+                url: s.url().to_owned(),
+                opened: std::sync::OnceLock::from(Ok(s)),
+            })
+            .collect();
+        Self::with_slots(slots, trust)
+    }
+
+    fn with_slots(substituters: Vec<Slot>, trust: Trust) -> Self {
         let down = Mutex::new(vec![false; substituters.len()]);
         Self {
             substituters,
@@ -153,19 +179,20 @@ impl Remote {
         }
     }
 
-    /// Opens every URL of `config`, trusting its keys.
+    /// The substituters of `config` (checked, opened when first asked) and its keys.
     pub fn from_config(config: &CacheConfig) -> Result<Self, Error> {
-        let substituters = config
+        let slots = config
             .substituters
             .iter()
-            .map(|url| open(url))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::new(substituters, config.trust()?))
-    }
-
-    /// The substituters, in order.
-    pub fn substituters(&self) -> &[Box<dyn Substituter>] {
-        &self.substituters
+            .map(|url| {
+                check_url(url)?;
+                Ok(Slot {
+                    url: url.clone(),
+                    opened: std::sync::OnceLock::new(),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Self::with_slots(slots, config.trust()?))
     }
 
     /// Whether there is nothing to ask.
@@ -173,23 +200,46 @@ impl Remote {
         self.substituters.is_empty()
     }
 
+    /// Substituter `index`, opened if it was not; `None` (after one warning) if it is down.
+    fn substituter(&self, index: usize, warn: &dyn Fn(&str)) -> Option<&dyn Substituter> {
+        if self.down.lock().expect("no panics while held")[index] {
+            return None;
+        }
+        let slot = &self.substituters[index];
+        match slot
+            .opened
+            .get_or_init(|| open(&slot.url).map_err(|e| chain(&e)))
+        {
+            Ok(substituter) => Some(substituter.as_ref()),
+            Err(error) => {
+                self.give_up(index, error, warn);
+                None
+            }
+        }
+    }
+
+    /// Marks substituter `index` down for the rest of the run, with one warning.
+    fn give_up(&self, index: usize, error: &str, warn: &dyn Fn(&str)) {
+        let mut down = self.down.lock().expect("no panics while held");
+        if !down[index] {
+            down[index] = true;
+            warn(&format!("{error}; not asking it again in this run"));
+        }
+    }
+
     /// The first substituter holding a trusted entry for `drv`. Refusals and failures are
     /// passed to `warn` (a failed substituter is not asked again in this run).
     pub fn find(&self, drv: &DrvHash, warn: &dyn Fn(&str)) -> Option<Found> {
-        for (index, substituter) in self.substituters.iter().enumerate() {
-            if self.down.lock().expect("no panics while held")[index] {
+        for index in 0..self.substituters.len() {
+            let Some(substituter) = self.substituter(index, warn) else {
                 continue;
-            }
+            };
             let url = substituter.url();
             let bytes = match substituter.realisation(drv) {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => continue,
                 Err(error) => {
-                    self.down.lock().expect("no panics while held")[index] = true;
-                    warn(&format!(
-                        "{}; not asking it again in this run",
-                        chain(&error)
-                    ));
+                    self.give_up(index, &chain(&error), warn);
                     continue;
                 }
             };
@@ -238,11 +288,9 @@ impl Remote {
     ) -> Option<Found> {
         let hash = drv.hash();
         let found = self.find(&hash, warn)?;
-        let substituter = self
-            .substituters
-            .iter()
-            .find(|s| s.url() == found.url)
-            .expect("found by one of them");
+        let substituter = (0..self.substituters.len())
+            .filter(|&i| self.substituters[i].url == found.url)
+            .find_map(|i| self.substituter(i, warn))?;
         let fetched = (|| -> Result<(), Error> {
             let mut object = store.temp_file()?;
             substituter.download_object(&found.record, object.as_file_mut())?;

@@ -297,11 +297,23 @@ fn cache_settings_parse_and_the_environment_replaces_lists() {
         error.contains("cache.ron") && error.contains("secret"),
         "{error}"
     );
-    for bad in ["http://x", "file://relative", "s3://"] {
+    for bad in [
+        "http://x",
+        "file://relative",
+        "s3://",
+        "oci://host",
+        "oci://host/Upper",
+        "oci://host/a//b",
+        "oci://ho st/a",
+    ] {
         assert!(
             matches!(open(bad), Err(Error::BadUrl { .. })),
             "{bad} should be refused"
         );
+        assert!(check_url(bad).is_err(), "{bad}");
+    }
+    for good in ["oci://127.0.0.1:5000/azb/cache", "s3://b", "file:///x"] {
+        check_url(good).unwrap();
     }
 }
 
