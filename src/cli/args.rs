@@ -232,9 +232,14 @@ pub struct BuildArgs {
     /// Platform to build for.
     #[arg(long, value_enum, default_value = "all")]
     pub platform: PlatformArg,
-    /// Where to write the image: oci:DIR (OCI layout, multi-arch) or docker-archive:FILE
-    /// (one platform, for `docker load`). Without it, only the store is filled.
-    #[arg(long, value_name = "oci:DIR|docker-archive:FILE")]
+    /// Where to write the image: oci:DIR (OCI layout, multi-arch), docker-archive:FILE
+    /// (one platform, for `docker load`) or registry:HOST/REPO[:TAG] (pushed, multi-arch,
+    /// under the image's tags and TAG; blobs the registry has are skipped or mounted from
+    /// an oci:// cache on it). Without it, only the store is filled.
+    #[arg(
+        long,
+        value_name = "oci:DIR|docker-archive:FILE|registry:HOST/REPO[:TAG]"
+    )]
     pub output: Option<String>,
     /// Builds to run at once; default: the number of CPUs.
     #[arg(long, short = 'j', value_name = "N")]

@@ -20,11 +20,22 @@ use crate::store::Store;
 
 /// Runs `azb build`.
 pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
-    let output: Option<Output> = args
+    // `registry:HOST/REPO[:TAG]`: assembled as an OCI layout in the store's tmp/, then
+    // pushed.
+    let registry = args
         .output
         .as_deref()
-        .map(|text| text.parse().map_err(Failure::input))
+        .and_then(|text| text.strip_prefix("registry:"))
+        .map(registry_target)
         .transpose()?;
+    let output: Option<Output> = match &registry {
+        Some(_) => None,
+        None => args
+            .output
+            .as_deref()
+            .map(|text| text.parse().map_err(Failure::input))
+            .transpose()?,
+    };
     let project = settings::load_project(global)?;
     let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
     let platforms = settings::platforms(args.platform, &project)?;
@@ -77,23 +88,84 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
             outcome.artifacts.len() - outcome.built.len() - outcome.substituted.len()
         );
     }
+    if let Some((target, tag)) = registry {
+        let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms)?;
+        let layout = tempfile::Builder::new()
+            .prefix("push-")
+            .tempdir_in(store.layout().tmp())
+            .map_err(Failure::environment)?;
+        let summary = image::assemble(&request, &Output::OciDir(layout.path().to_owned()))
+            .map_err(assembly_failure)?;
+        let mut tags = request.tags.clone();
+        tags.extend(tag);
+        let mount_from: Vec<String> = global
+            .cache_config()?
+            .substituters
+            .iter()
+            .filter_map(|url| crate::remote::Registry::check(url).ok())
+            .filter(|(host, _)| *host == target.registry())
+            .map(|(_, repository)| repository.to_owned())
+            .collect();
+        let pushed = target
+            .push_image(layout.path(), &request.tags[0], &tags, &mount_from)
+            .map_err(Failure::environment)?;
+        if !global.quiet {
+            eprintln!(
+                "azb: pushed {}/{} as {}: {} blob(s) uploaded, {} mounted, {} already there",
+                target.registry(),
+                target.repository(),
+                tags.join(", "),
+                pushed.uploaded,
+                pushed.mounted,
+                pushed.present
+            );
+        }
+        print_digests(&summary);
+        return Ok(());
+    }
     if let Some(output) = output {
         let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms)?;
-        let summary = image::assemble(&request, &output).map_err(|e| match e {
-            // What the recipes say (or leave out) is the user's to fix.
-            image::Error::MissingLibrary { .. } | image::Error::BadTag { .. } => Failure::input(e),
-            other => Failure::environment(other),
-        })?;
-        match summary.index_digest {
-            Some(digest) => println!("{digest}"),
-            None => {
-                for (_, digest) in &summary.manifests {
-                    println!("{digest}");
-                }
+        let summary = image::assemble(&request, &output).map_err(assembly_failure)?;
+        print_digests(&summary);
+    }
+    Ok(())
+}
+
+/// `HOST/REPO[:TAG]` as a registry to push to and an extra tag.
+fn registry_target(text: &str) -> Result<(crate::remote::Registry, Option<String>), Failure> {
+    let (name, tag) = match text.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') && name.contains('/') => {
+            (name, Some(tag.to_owned()))
+        }
+        _ => (text, None),
+    };
+    let registry = crate::remote::Registry::open(&format!("oci://{name}")).map_err(|e| {
+        Failure::input(miette::miette!(
+            help = "--output registry:HOST[:PORT]/REPO[:TAG]",
+            "{e}"
+        ))
+    })?;
+    Ok((registry, tag))
+}
+
+fn assembly_failure(e: image::Error) -> Failure {
+    match e {
+        // What the recipes say (or leave out) is the user's to fix.
+        image::Error::MissingLibrary { .. } | image::Error::BadTag { .. } => Failure::input(e),
+        other => Failure::environment(other),
+    }
+}
+
+/// The image index's digest, else each platform's manifest digest: stdout's data.
+fn print_digests(summary: &image::ImageSummary) {
+    match &summary.index_digest {
+        Some(digest) => println!("{digest}"),
+        None => {
+            for (_, digest) in &summary.manifests {
+                println!("{digest}");
             }
         }
     }
-    Ok(())
 }
 
 /// The executor of each platform: the host's toolchain, or builder containers.

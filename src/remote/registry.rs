@@ -329,3 +329,203 @@ impl Substituter for Registry {
         Ok(Pushed::Uploaded)
     }
 }
+
+/// What pushing an image did with its blobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImagePush {
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs mounted from another repository of the registry (the cache's).
+    pub mounted: usize,
+    /// Blobs the repository had.
+    pub present: usize,
+}
+
+/// A descriptor of an OCI layout's document: media type, digest, size.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// The parts of an index or manifest a push walks.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    #[serde(default)]
+    manifests: Vec<Entry>,
+    config: Option<Entry>,
+    #[serde(default)]
+    layers: Vec<Entry>,
+}
+
+impl Registry {
+    /// Pushes the image the OCI layout `layout` names `ref_name` (an index or a manifest)
+    /// to this registry's repository under each of `tags`: blobs first (skipped when the
+    /// repository has them, else mounted from a repository of `mount_from` on the same
+    /// registry, else uploaded), then manifests, then the index, byte for byte as in the
+    /// layout, so the digests stay.
+    pub fn push_image(
+        &self,
+        layout: &Path,
+        ref_name: &str,
+        tags: &[String],
+        mount_from: &[String],
+    ) -> Result<ImagePush, Error> {
+        let blob = |digest: &str| -> std::path::PathBuf {
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:"))
+        };
+        let read = |path: &Path| -> Result<Vec<u8>, Error> {
+            err::read(path).map_err(|e| FsError::new("read", path, e).into())
+        };
+        let index: Document = serde_json::from_slice(&read(&layout.join("index.json"))?)
+            .map_err(|e| self.remote(e))?;
+        let top = index
+            .manifests
+            .iter()
+            .find(|m| {
+                m.annotations
+                    .get("org.opencontainers.image.ref.name")
+                    .map(String::as_str)
+                    == Some(ref_name)
+            })
+            .ok_or_else(|| {
+                self.remote(std::io::Error::other(format!(
+                    "the layout {} has no image named {ref_name}",
+                    layout.display()
+                )))
+            })?;
+        let reference = Reference::with_tag(
+            self.registry.clone(),
+            self.repository.clone(),
+            tags.first().cloned().unwrap_or_else(|| "latest".to_owned()),
+        );
+        self.runtime
+            .block_on(
+                self.client
+                    .auth(&reference, &self.auth, RegistryOperation::Push),
+            )
+            .map_err(|e| self.remote(e))?;
+        let mut report = ImagePush::default();
+        // Manifests below the top (one per platform when it is an index), then the top.
+        let mut documents = Vec::new();
+        if top.media_type.ends_with("image.index.v1+json") {
+            let nested: Document =
+                serde_json::from_slice(&read(&blob(&top.digest))?).map_err(|e| self.remote(e))?;
+            documents.extend(nested.manifests);
+        }
+        for manifest in &documents {
+            self.push_manifest_tree(&reference, &blob, manifest, mount_from, &mut report)?;
+        }
+        let top_bytes = read(&blob(&top.digest))?;
+        if top.media_type.ends_with("image.manifest.v1+json") {
+            self.push_manifest_tree(&reference, &blob, top, mount_from, &mut report)?;
+        }
+        for tag in tags {
+            let tagged =
+                Reference::with_tag(self.registry.clone(), self.repository.clone(), tag.clone());
+            self.push_document(&tagged, top_bytes.clone(), &top.media_type)?;
+        }
+        Ok(report)
+    }
+
+    /// Pushes a manifest's config and layers, then the manifest by digest.
+    fn push_manifest_tree(
+        &self,
+        reference: &Reference,
+        blob: &dyn Fn(&str) -> std::path::PathBuf,
+        manifest: &Entry,
+        mount_from: &[String],
+        report: &mut ImagePush,
+    ) -> Result<(), Error> {
+        let path = blob(&manifest.digest);
+        let bytes = err::read(&path).map_err(|e| FsError::new("read", &path, e))?;
+        let document: Document = serde_json::from_slice(&bytes).map_err(|e| self.remote(e))?;
+        for entry in document.config.iter().chain(&document.layers) {
+            self.put_blob(
+                reference,
+                &blob(&entry.digest),
+                &entry.digest,
+                mount_from,
+                report,
+            )?;
+        }
+        let by_digest = reference.clone_with_digest(manifest.digest.clone());
+        self.push_document(&by_digest, bytes, &manifest.media_type)
+    }
+
+    /// One blob: there already, mounted, or uploaded.
+    fn put_blob(
+        &self,
+        reference: &Reference,
+        path: &Path,
+        digest: &str,
+        mount_from: &[String],
+        report: &mut ImagePush,
+    ) -> Result<(), Error> {
+        let exists = self
+            .runtime
+            .block_on(self.client.blob_exists(reference, digest))
+            .map_err(|e| self.remote(e))?;
+        if exists {
+            report.present += 1;
+            return Ok(());
+        }
+        for repository in mount_from {
+            let source = Reference::with_tag(
+                self.registry.clone(),
+                repository.clone(),
+                "latest".to_owned(),
+            );
+            let has = self
+                .runtime
+                .block_on(self.client.blob_exists(&source, digest))
+                .unwrap_or(false);
+            // A registry answers a mount it cannot do by opening an upload; then upload.
+            if has
+                && self
+                    .runtime
+                    .block_on(self.client.mount_blob(reference, &source, digest))
+                    .is_ok()
+            {
+                report.mounted += 1;
+                return Ok(());
+            }
+        }
+        self.upload_file(reference, path, digest)?;
+        report.uploaded += 1;
+        Ok(())
+    }
+
+    fn push_document(
+        &self,
+        reference: &Reference,
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> Result<(), Error> {
+        let content_type =
+            object_store::HeaderValue::from_str(media_type).map_err(|e| self.remote(e))?;
+        self.runtime
+            .block_on(
+                self.client
+                    .push_manifest_raw(reference, bytes, content_type),
+            )
+            .map_err(|e| self.remote(e))?;
+        Ok(())
+    }
+
+    /// The repository part of the URL.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The registry part of the URL (`HOST[:PORT]`).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+}

@@ -533,3 +533,67 @@ fn gc_keeps_the_plan_and_the_last_build_and_drops_the_rest() {
     let out = ctx.run(&["cache", "verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn the_image_is_pushed_to_a_registry_mounting_the_cached_layers_and_docker_pulls_it() {
+    shared();
+    let server = RegistryServer::start();
+    let a = TestContext::new().with_fixtures();
+    let layout = format!("oci:{}", a.root().join("oci").display());
+    let digest = a.ok(&["build", "--platform", "all", "--output", &layout]);
+    let cache = Backend {
+        url: format!("oci://{}/azb/cache", server.host),
+        env: Vec::new(),
+    };
+    push_as(&a, "ci-1", &cache, "uploaded");
+    let image = format!("{}/azb/postgres", server.host);
+    let push = || {
+        a.azb()
+            .args(["build", "--platform", "all", "--output"])
+            .arg(format!("registry:{image}:ci"))
+            .env("AZB_SUBSTITUTERS", &cache.url)
+            .output()
+            .unwrap()
+    };
+    let out = push();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        digest,
+        "the same image"
+    );
+    // The extension layers come from the cache's repository (azb_sql's has no machine
+    // code: one layer for both platforms, mounted once); base and runtime layers and the
+    // two configs are uploaded.
+    assert!(
+        err.contains("6 blob(s) uploaded, 5 mounted, 1 already there"),
+        "{err}"
+    );
+    let again = push();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("0 blob(s) uploaded, 0 mounted"),
+        "{}",
+        stderr(&again)
+    );
+    for arch in ["amd64", "arm64"] {
+        let info = std::process::Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--override-arch", arch])
+            .arg(format!("docker://{image}:ci"))
+            .output()
+            .unwrap();
+        assert!(info.status.success(), "{}", stderr(&info));
+        let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(info["Architecture"], arch);
+        assert_eq!(info["Layers"].as_array().unwrap().len(), 5, "{info}");
+    }
+    let pulled = std::process::Command::new("docker")
+        .args(["pull", &format!("{image}:ci")])
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &format!("{image}:ci")])
+        .output();
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+}
