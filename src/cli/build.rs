@@ -260,13 +260,24 @@ fn image_request(
                 })
                 .collect::<Result<_, Failure>>()?,
         };
-        let BaseImage::OciLayout { path, reference } = &project.image.platforms[&platform].base;
+        let (base, base_ref) = match &project.image.platforms[&platform].base {
+            BaseImage::OciLayout { path, reference } => (project.path(path), reference.clone()),
+            BaseImage::Registry { reference } => {
+                let (name, digest) = BaseImage::pinned(reference)
+                    .expect("checked when the image definition was loaded");
+                let dest = store.layout().base(digest);
+                if !dest.join("index.json").is_file() {
+                    crate::remote::pull_base(name, digest, &dest).map_err(Failure::environment)?;
+                }
+                (dest, Some("base".to_owned()))
+            }
+        };
         let packages = runtime_packages(store, project, &recipes, platform)?;
         images.push(PlatformImage {
             packages,
             platform,
-            base: project.path(path),
-            base_ref: reference.clone(),
+            base,
+            base_ref,
             pg_major: project.image.pg_major,
             artifacts: plan
                 .for_platform(platform)

@@ -62,6 +62,38 @@ pub enum BaseImage {
         #[serde(default)]
         reference: Option<String>,
     },
+    /// An image in a registry, pinned by digest (`HOST[:PORT]/REPO@sha256:<64 hex>`; a tag
+    /// alone is refused: it can move). Pulled once into the store (`bases/`).
+    Registry {
+        /// The reference.
+        reference: String,
+    },
+}
+
+impl BaseImage {
+    /// For a registry base: `(HOST/REPO, sha256 hex)`, or why the reference is not pinned.
+    pub fn pinned(reference: &str) -> Result<(&str, &str), &'static str> {
+        let Some((name, digest)) = reference.split_once("@sha256:") else {
+            return Err(
+                "a registry base must be pinned by digest (NAME@sha256:<64 hex>); a tag can move",
+            );
+        };
+        let hex_ok = digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex_ok {
+            return Err("the digest must be sha256: and 64 lowercase hex digits");
+        }
+        let name = name
+            .split_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map_or(name, |(n, _)| n);
+        if !name.contains('/') {
+            return Err("the name must be HOST[:PORT]/REPO");
+        }
+        Ok((name, digest))
+    }
 }
 
 /// A build environment for one platform: which executor builds, with what.

@@ -93,6 +93,23 @@ impl Project {
                 ),
             ));
         }
+        for platform in image.platforms.values() {
+            if let super::BaseImage::Registry { reference } = &platform.base
+                && let Err(why) = super::BaseImage::pinned(reference)
+            {
+                let quoted = format!("\"{reference}\"");
+                let span = image_file
+                    .text
+                    .find(&quoted)
+                    .map_or_else(|| image_file.field_span("base"), |at| at..at + quoted.len());
+                problems.push(image_file.diagnostic(
+                    span,
+                    format!("the base image `{reference}` is not pinned"),
+                    "not pinned by digest",
+                    Some(why.to_owned()),
+                ));
+            }
+        }
         let lock_path = root.join(super::LOCK_FILE);
         let mut lock = None;
         if lock_path.is_file() {

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 pub use bucket::Bucket;
 pub use config::CacheConfig;
-pub use registry::Registry;
+pub use registry::{Registry, pull_base};
 pub use trust::{PublicKey, Refusal, SecretKey, Trust, fingerprint};
 
 use crate::drv::{Derivation, DrvHash};

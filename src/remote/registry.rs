@@ -529,3 +529,137 @@ impl Registry {
         &self.registry
     }
 }
+
+/// Manifest media types a base pull accepts (OCI and Docker's).
+const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The parts of an index entry a base pull reads.
+#[derive(Debug, serde::Deserialize)]
+struct Listed {
+    digest: String,
+    platform: Option<ListedPlatform>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ListedPlatform {
+    os: String,
+    architecture: String,
+}
+
+/// Pulls the image `name@sha256:<digest>` (`name`: `HOST[:PORT]/REPO`) into a new OCI
+/// layout at `dest`, named `base`: the index or manifest byte for byte, and of an index the
+/// linux/amd64 and linux/arm64 manifests with their blobs (others are left out). Every
+/// document and blob is checked against its digest while it streams. Written beside
+/// `dest` and renamed into place, so a layout at `dest` is always whole.
+pub fn pull_base(name: &str, digest: &str, dest: &Path) -> Result<(), Error> {
+    let registry = Registry::open(&format!("oci://{name}"))?;
+    let parent = dest.parent().expect("a base layout has a parent directory");
+    err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
+    let work = tempfile::Builder::new()
+        .prefix(".pull-")
+        .tempdir_in(parent)
+        .map_err(|e| FsError::new("create a directory in", parent, e))?;
+    let blobs = work.path().join("blobs/sha256");
+    err::create_dir_all(&blobs).map_err(|e| FsError::new("create directory", &blobs, e))?;
+    let reference = Reference::with_digest(
+        registry.registry.clone(),
+        registry.repository.clone(),
+        format!("sha256:{digest}"),
+    );
+    let document = |reference: &Reference| -> Result<(Vec<u8>, String), Error> {
+        let (bytes, found) = registry
+            .runtime
+            .block_on(
+                registry
+                    .client
+                    .pull_manifest_raw(reference, &registry.auth, &MANIFEST_TYPES),
+            )
+            .map_err(|e| registry.remote(e))?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| MANIFEST_TYPES[1].to_owned());
+        let path = blobs.join(found.trim_start_matches("sha256:"));
+        err::write(&path, &bytes).map_err(|e| FsError::new("write", &path, e))?;
+        Ok((bytes.to_vec(), media_type))
+    };
+    let blob = |reference: &Reference, entry: &Entry| -> Result<(), Error> {
+        let path = blobs.join(entry.digest.trim_start_matches("sha256:"));
+        if path.is_file() {
+            return Ok(());
+        }
+        let mut file = err::File::create(&path).map_err(|e| FsError::new("create", &path, e))?;
+        registry.runtime.block_on(async {
+            let mut stream = registry
+                .client
+                .pull_blob_stream(reference, entry.digest.as_str())
+                .await
+                .map_err(|e| registry.remote(e))?
+                .stream;
+            while let Some(chunk) = stream.next().await {
+                file.write_all(&chunk.map_err(|e| registry.remote(e))?)
+                    .map_err(|e| FsError::new("write", &path, e))?;
+            }
+            Ok::<(), Error>(())
+        })
+    };
+    let (top, top_type) = document(&reference)?;
+    let mut manifests = Vec::new();
+    if top_type.contains("index") || top_type.contains("list") {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            manifests: Vec<Listed>,
+        }
+        let index: Index = serde_json::from_slice(&top).map_err(|e| registry.remote(e))?;
+        for listed in index.manifests {
+            let wanted = listed.platform.as_ref().is_some_and(|p| {
+                p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "arm64")
+            });
+            if wanted {
+                let child = reference.clone_with_digest(listed.digest.clone());
+                manifests.push(document(&child)?.0);
+            }
+        }
+    } else {
+        manifests.push(top.clone());
+    }
+    for manifest in &manifests {
+        let manifest: Document =
+            serde_json::from_slice(manifest).map_err(|e| registry.remote(e))?;
+        for entry in manifest.config.iter().chain(&manifest.layers) {
+            blob(&reference, entry)?;
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": top_type,
+            "digest": format!("sha256:{digest}"),
+            "size": top.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "base"},
+        }],
+    });
+    for (file, bytes) in [
+        ("index.json", serde_json::to_vec(&index).expect("json")),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    ] {
+        let path = work.path().join(file);
+        err::write(&path, bytes).map_err(|e| FsError::new("write", &path, e))?;
+    }
+    let kept = work.keep();
+    match err::rename(&kept, dest) {
+        Ok(()) => Ok(()),
+        // Another process pulled it meanwhile: theirs is as good.
+        Err(_) if dest.join("index.json").is_file() => {
+            let _ = err::remove_dir_all(&kept);
+            Ok(())
+        }
+        Err(e) => Err(FsError::new("move the pulled base to", dest, e).into()),
+    }
+}

@@ -66,6 +66,12 @@ impl Layout {
             .join(digest.to_string())
     }
 
+    /// `bases/<sha256 hex>/`: a base image pulled from a registry by digest, as an OCI
+    /// layout whose image is named `base`.
+    pub fn base(&self, digest: &str) -> PathBuf {
+        self.root.join("bases").join(digest)
+    }
+
     /// `realisations/<drv>.json`.
     pub fn realisation(&self, drv: &DrvHash) -> PathBuf {
         self.root.join("realisations").join(format!("{drv}.json"))

@@ -597,3 +597,67 @@ fn the_image_is_pushed_to_a_registry_mounting_the_cached_layers_and_docker_pulls
         .output();
     assert!(pulled.status.success(), "{}", stderr(&pulled));
 }
+
+#[test]
+fn a_base_pinned_by_digest_is_pulled_from_a_registry_once_and_a_tag_is_refused() {
+    shared();
+    let server = RegistryServer::start();
+    let ctx = TestContext::new().with_fixtures();
+    ctx.write_image(&["linux/amd64"]);
+    let layout = format!("oci:{}", ctx.root().join("oci-local").display());
+    let local = ctx.ok(&["build", "--platform", "amd64", "--output", &layout]);
+    // The same base, copied into the registry.
+    let base = crate::context::shared_path("AZB_BASE_IMAGES_DIR", "cache/base").join("pg18-amd64");
+    let remote = format!("{}/base/pg", server.host);
+    let copied = std::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:pg18", base.display()))
+        .arg(format!("docker://{remote}:18"))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let digest = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{remote}:18"))
+        .output()
+        .unwrap();
+    let digest = String::from_utf8(digest.stdout).unwrap().trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let image_file = ctx.root().join("stacks/image.ron");
+    let text = fs_err::read_to_string(&image_file).unwrap();
+    let start = text.find("base: OciLayout(").unwrap();
+    let end = start + text[start..].find("),").unwrap() + 2;
+    let with = |reference: &str| {
+        let replaced = format!(
+            "{}base: Registry(reference: \"{reference}\"),{}",
+            &text[..start],
+            &text[end..]
+        );
+        fs_err::write(&image_file, replaced).unwrap();
+    };
+    // A tag alone can move: refused where it is written.
+    with(&format!("{remote}:18"));
+    let out = ctx.run(&["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is not pinned") && err.contains("image.ron:"),
+        "{err}"
+    );
+    // Pinned: pulled into the store, and the image is the one the local layout gave.
+    with(&format!("{remote}@{digest}"));
+    let layout = format!("oci:{}", ctx.root().join("oci-pulled").display());
+    let pulled = ctx.ok(&["build", "--platform", "amd64", "--output", &layout]);
+    assert_eq!(pulled, local, "the same base gives the same image");
+    let bases = ctx.store().join("bases");
+    assert!(
+        bases
+            .join(digest.trim_start_matches("sha256:"))
+            .join("index.json")
+            .is_file()
+    );
+    // Pulled once: with the registry gone, the next build still assembles.
+    drop(server);
+    let again = ctx.ok(&["build", "--platform", "amd64", "--output", &layout]);
+    assert_eq!(again, local);
+}

@@ -334,7 +334,7 @@ Recipe(
     }
 }
 
-fn shared_path(var: &str, default: &str) -> PathBuf {
+pub fn shared_path(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(default))
