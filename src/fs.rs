@@ -70,7 +70,27 @@ impl LockFile {
             .map_err(|e| FsError::new("open lock file", path, e))?
             .into_parts()
             .0;
-        file.lock().map_err(|e| FsError::new("lock", path, e))?;
+        // Say what is being waited for when another process holds it for more than a second.
+        let started = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if started.elapsed() >= std::time::Duration::from_secs(1) {
+                        tracing::warn!(
+                            "waiting for `{}`, held by another azb process",
+                            path.display()
+                        );
+                        file.lock().map_err(|e| FsError::new("lock", path, e))?;
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(FsError::new("lock", path, e));
+                }
+            }
+        }
         Ok(Self {
             file,
             path: path.to_owned(),

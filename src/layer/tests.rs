@@ -194,3 +194,38 @@ fn wrong_machines_stray_paths_and_special_files_are_refused() {
     let error = walk(dir.path()).unwrap_err();
     assert!(matches!(error, Error::SpecialFile { path } if path == fifo));
 }
+
+#[test]
+fn golden_layer_digests() {
+    // Fixed inputs, fixed bytes: a change of the gzip backend (flate2's, through feature
+    // unification) or of the normaliser shows here before it changes users' image digests.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "lib/x.so", &elf::tests::header(62, true), 0o755);
+    write(
+        dir.path(),
+        "share/extension/x.control",
+        b"comment = 'x'\n",
+        0o644,
+    );
+    let (_, digests) = artifact_layer(
+        "x",
+        dir.path(),
+        Platform::Amd64,
+        18,
+        1_700_000_000,
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            digests.diff_id.to_string(),
+            digests.digest.to_string(),
+            digests.size
+        ),
+        (
+            "6bb90c30424a900a05ffeb1f6183977b435eb6f6c8780a876dcee0d662695103".to_owned(),
+            "0de0ec2085ab559795b573a455ba3f7a6727ebb7d14dfd4ef11ed5c25f5614bf".to_owned(),
+            305
+        )
+    );
+}

@@ -384,7 +384,8 @@ impl Store {
     fn quarantine(&self, from: &Path, name: &str) -> Result<PathBuf, Error> {
         let to = self.layout.quarantine(name);
         err::rename(from, &to).map_err(|e| FsError::new("quarantine", from, e))?;
-        tracing::warn!(from = %from.display(), quarantine = %to.display(), "damaged store file quarantined; will rebuild");
+        // The caller reports it (once, with the derivation's name).
+        tracing::debug!(from = %from.display(), quarantine = %to.display(), "damaged store file quarantined");
         Ok(to)
     }
 

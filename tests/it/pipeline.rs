@@ -389,3 +389,32 @@ fn builds_have_no_network_unless_allowed() {
     let open = TestContext::new();
     assert_eq!(netcheck(&open, true).trim(), "-- network: reachable");
 }
+
+#[test]
+fn waiting_on_a_derivation_another_process_builds_says_so() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let hash = plan_rows(&ctx, "amd64")["azb_sql"].2.clone();
+    let lock_path = ctx.store().join("locks").join(format!("{hash}.lock"));
+    fs_err::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = fs_err::File::create(&lock_path).unwrap().into_parts().0;
+    held.lock().unwrap();
+    let mut child = ctx
+        .azb()
+        .args(["build", "--platform", "amd64"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (reading its stderr) until it says what it waits for; then let it go.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let said = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("waiting for"))
+        .expect("azb says it is waiting");
+    assert!(said.contains(&format!("{hash}.lock")), "{said}");
+    held.unlock().unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("azb: 3 built")), "{rest:?}");
+}
