@@ -146,8 +146,14 @@ impl Fetcher {
         Ok((repo, mirror, lock))
     }
 
-    /// Fetches every ref of `url` (through its override) into `repo`; returns where from.
-    fn fetch_all(&self, repo: &Repository, url: &str, mirror: &Path) -> Result<String, Error> {
+    /// Fetches the branches and tags of `url` (through its override) into `repo`; returns
+    /// where from.
+    fn fetch_branches_and_tags(
+        &self,
+        repo: &Repository,
+        url: &str,
+        mirror: &Path,
+    ) -> Result<String, Error> {
         let git = |action, source| Error::Git {
             action,
             url: url.to_owned(),
@@ -162,12 +168,19 @@ impl Fetcher {
         let mut options = FetchOptions::new();
         options.download_tags(git2::AutotagOption::All);
         remote
-            .fetch(&["+refs/*:refs/*"], Some(&mut options), None)
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut options),
+                None,
+            )
             .map_err(|e| git("fetch from", e))?;
         Ok(from)
     }
 
-    /// Makes sure the mirror of `url` holds `commit`, fetching every ref when it does not.
+    /// Makes sure the mirror of `url` holds `commit`, fetching no more refs than needed:
+    /// branches and tags (never pull-request or other refs); else the commit by id (servers
+    /// that serve one, as the large forges do); else every ref. (A shallow fetch of just the
+    /// commit would fetch less, but libgit2's hung against `git daemon` here; not used.)
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn ensure(&self, url: &str, commit: CommitSha) -> Result<PathBuf, Error> {
         let (repo, mirror, _lock) = self.open_mirror(url)?;
@@ -175,32 +188,60 @@ impl Fetcher {
         if repo.find_commit(oid).is_ok() {
             return Ok(mirror);
         }
-        let from = self.fetch_all(&repo, url, &mirror)?;
-        if repo.find_commit(oid).is_err() {
-            // Servers that allow it serve an unadvertised commit by id.
-            if let Ok(mut remote) = repo.remote_anonymous(&from) {
-                let _ = remote.fetch(
-                    &[commit.to_string().as_str()],
-                    Some(&mut FetchOptions::new()),
-                    None,
-                );
+        let from = self.mirrors.resolve(url);
+        let id = commit.to_string();
+        let attempts: [(&str, &[&str]); 3] = [
+            (
+                "branches and tags",
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            ),
+            ("the commit by id", &[id.as_str()]),
+            ("every ref", &["+refs/*:refs/*"]),
+        ];
+        let (mut last_error, mut reached) = (None, false);
+        for (what, refspecs) in attempts {
+            tracing::info!(url, from = %from, what, "fetching");
+            let mut remote = repo.remote_anonymous(&from).map_err(|e| Error::Git {
+                action: "open remote",
+                url: url.to_owned(),
+                mirror: mirror.clone(),
+                source: e,
+            })?;
+            let mut options = FetchOptions::new();
+            options.download_tags(git2::AutotagOption::None);
+            match remote.fetch(refspecs, Some(&mut options), None) {
+                Ok(()) if repo.find_commit(oid).is_ok() => {
+                    tracing::debug!(url, what, "found the pinned commit");
+                    return Ok(mirror);
+                }
+                Ok(()) => reached = true,
+                // A server may refuse a commit by id or a shallow fetch: try the next way.
+                Err(e) => last_error = Some(e),
             }
         }
-        if repo.find_commit(oid).is_err() {
-            return Err(Error::CommitMissing {
+        // Not one fetch got through: the upstream is unreachable, which is not the pin's
+        // fault.
+        if let (false, Some(e)) = (reached, last_error) {
+            return Err(Error::Git {
+                action: "fetch from",
                 url: url.to_owned(),
-                fetched_from: from,
-                commit,
+                mirror,
+                source: e,
             });
         }
-        Ok(mirror)
+        Err(Error::CommitMissing {
+            url: url.to_owned(),
+            fetched_from: from,
+            commit,
+        })
     }
 
-    /// Fetches every ref of `url` and lists its tags with the commit each names, by name.
+    /// Fetches the branches and tags of `url` and lists its tags with the commit each
+    /// names, by name.
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn tags(&self, url: &str) -> Result<Vec<(String, CommitSha)>, Error> {
         let (repo, mirror, _lock) = self.open_mirror(url)?;
-        self.fetch_all(&repo, url, &mirror)?;
+        self.fetch_branches_and_tags(&repo, url, &mirror)?;
         let mut names: Vec<String> = repo
             .tag_names(None)
             .map(|names| {
@@ -231,7 +272,8 @@ impl Fetcher {
             .collect())
     }
 
-    /// Fetches every ref of `url` and tells whether tag `tag` still names `commit`.
+    /// Fetches the branches and tags of `url` and tells whether tag `tag` still names
+    /// `commit`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn tag_state(&self, url: &str, tag: &str, commit: CommitSha) -> Result<TagState, Error> {
         Ok(
@@ -243,9 +285,9 @@ impl Fetcher {
         )
     }
 
-    /// Fetches every ref of `url` and resolves `rev`, a 40-hex commit or a tag name, to a
-    /// commit, with the tag that names it (for a commit: the first tag, by name, pointing
-    /// at it, if any).
+    /// Fetches the branches and tags of `url` and resolves `rev`, a 40-hex commit or a
+    /// tag name, to a commit, with the tag that names it (for a commit: the first tag, by
+    /// name, pointing at it, if any).
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn resolve(&self, url: &str, rev: &str) -> Result<(CommitSha, Option<String>), Error> {
         let tags = self.tags(url)?;
@@ -350,6 +392,131 @@ mod tests {
                 content
             );
         }
+    }
+
+    #[test]
+    fn a_pin_fetches_branches_and_tags_or_the_commit_never_pull_request_refs() {
+        let up = tempfile::tempdir().unwrap();
+        let [main, tagged, hidden] = upstream(up.path());
+        let repo = Repository::open(up.path()).unwrap();
+        let head = repo.head().unwrap().target().unwrap();
+        repo.reference("refs/pull/1/head", head, true, "").unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(
+            Store::open(store_dir.path()).unwrap(),
+            SourceMirrors::default(),
+        );
+        let url = up.path().display().to_string();
+        let mirror = fetcher.ensure(&url, main).unwrap();
+        let fetched = Repository::open_bare(&mirror).unwrap();
+        let refs: Vec<String> = fetched
+            .references()
+            .unwrap()
+            .map(|r| r.unwrap().name().unwrap().to_owned())
+            .collect();
+        assert!(
+            refs.iter().all(|r| !r.starts_with("refs/pull/")),
+            "{refs:?}"
+        );
+        assert!(
+            !fetched.is_shallow(),
+            "a local upstream gives whole history"
+        );
+        for pin in [tagged, hidden] {
+            fetcher.ensure(&url, pin).unwrap();
+        }
+    }
+
+    /// `git daemon` serving `base` on a free loopback port, killed when dropped.
+    struct Daemon(std::process::Child, u16);
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn git_daemon(base: &Path) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("git")
+            .arg("daemon")
+            .arg(format!("--base-path={}", base.display()))
+            .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed().as_secs() < 30, "git daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Daemon(child, port)
+    }
+
+    #[test]
+    fn a_server_that_serves_commits_by_id_gives_the_pin_without_its_ref() {
+        let base = tempfile::tempdir().unwrap();
+        let up = base.path().join("up");
+        let [main, _, hidden] = upstream(&up);
+        let repo = Repository::open(&up).unwrap();
+        repo.config()
+            .unwrap()
+            .set_bool("uploadpack.allowAnySHA1InWant", true)
+            .unwrap();
+        let daemon = git_daemon(base.path());
+        let store_dir = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(
+            Store::open(store_dir.path()).unwrap(),
+            SourceMirrors::default(),
+        );
+        let url = format!("git://127.0.0.1:{}/up", daemon.1);
+        // A hang is a failure, not a stuck suite.
+        let (done, wait) = std::sync::mpsc::channel();
+        let (fetcher2, url2) = (fetcher.clone(), url.clone());
+        std::thread::spawn(move || {
+            let _ = done.send(fetcher2.ensure(&url2, hidden));
+        });
+        let mirror = wait
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("fetching from git daemon finished")
+            .unwrap();
+        let fetched = Repository::open_bare(&mirror).unwrap();
+        let oid = |c: CommitSha| Oid::from_bytes(c.as_bytes()).unwrap();
+        assert!(fetched.find_commit(oid(hidden)).is_ok());
+        assert!(fetched.find_commit(oid(main)).is_ok(), "with its history");
+        let refs: Vec<String> = fetched
+            .references()
+            .unwrap()
+            .map(|r| r.unwrap().name().unwrap().to_owned())
+            .collect();
+        assert!(
+            !refs.iter().any(|r| r.starts_with("refs/other/")),
+            "fetched by id, not through every ref: {refs:?}"
+        );
+        let out = tempfile::tempdir().unwrap();
+        fetcher.export(&url, hidden, out.path()).unwrap();
+        assert_eq!(
+            err::read_to_string(out.path().join("file.txt")).unwrap(),
+            "hidden"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_upstream_is_a_fetch_error_not_a_missing_commit() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let fetcher = Fetcher::new(
+            Store::open(store_dir.path()).unwrap(),
+            SourceMirrors::default(),
+        );
+        let pin: CommitSha = "1111111111111111111111111111111111111111".parse().unwrap();
+        let e = fetcher.ensure("/nonexistent/upstream", pin).unwrap_err();
+        assert!(matches!(e, Error::Git { .. }), "{e:?}");
     }
 
     #[test]
