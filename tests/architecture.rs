@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-const ORDER: [&str; 14] = [
+const ORDER: [&str; 15] = [
     "env", "fs", "digest", "recipe", "graph", "drv", "layer", "store", "fetch", "remote", "build",
-    "runtime", "image", "cli",
+    "runtime", "image", "assembly", "cli",
 ];
 
 /// Leaf utilities may use each other; everything else only what comes earlier.

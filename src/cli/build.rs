@@ -7,15 +7,15 @@ use super::settings::{self, GlobalSettings};
 use super::{Failure, FailureKind};
 use std::collections::BTreeMap;
 
+use crate::assembly;
 use crate::build::{
     self, Docker, DockerExecutor, Executor, HostExecutor, Limits, Outcome, Scheduler,
 };
 use crate::drv::Plan;
-use crate::fetch::{DebianIndex, Fetcher, RuntimePackage};
+use crate::fetch::Fetcher;
 use crate::graph::Graph;
-use crate::image::{self, ArtifactLayer, ImageRequest, Output, PlatformImage, StoredLayer};
-use crate::recipe::{BaseImage, Platform, Project, Recipe};
-use crate::runtime::{self, BuiltComponent, ImageBuild, VersionInfo};
+use crate::image::{self, Output};
+use crate::recipe::{Platform, Project};
 use crate::store::Store;
 
 /// Runs `azb build`.
@@ -89,7 +89,9 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         );
     }
     if let Some((target, tag)) = registry {
-        let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms)?;
+        let request =
+            assembly::image_request(&store, &project, &graph, &plan, &outcome, &platforms)
+                .map_err(assembly_request_failure)?;
         let layout = tempfile::Builder::new()
             .prefix("push-")
             .tempdir_in(store.layout().tmp())
@@ -124,7 +126,9 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         return Ok(());
     }
     if let Some(output) = output {
-        let request = image_request(&store, &project, &graph, &plan, &outcome, &platforms)?;
+        let request =
+            assembly::image_request(&store, &project, &graph, &plan, &outcome, &platforms)
+                .map_err(assembly_request_failure)?;
         let summary = image::assemble(&request, &output).map_err(assembly_failure)?;
         print_digests(&summary);
     }
@@ -146,6 +150,14 @@ fn registry_target(text: &str) -> Result<(crate::remote::Registry, Option<String
         ))
     })?;
     Ok((registry, tag))
+}
+
+fn assembly_request_failure(e: assembly::Error) -> Failure {
+    if e.is_input() {
+        Failure::input(e)
+    } else {
+        Failure::environment(e)
+    }
 }
 
 fn assembly_failure(e: image::Error) -> Failure {
@@ -217,135 +229,6 @@ fn record_last_build(
             .map_err(Failure::environment)?;
     }
     Ok(())
-}
-
-fn image_request(
-    store: &Store,
-    project: &Project,
-    graph: &Graph<'_>,
-    plan: &Plan<'_>,
-    outcome: &Outcome,
-    platforms: &[Platform],
-) -> Result<ImageRequest, Failure> {
-    // Init SQL covers builtins too, which have no derivation.
-    let recipes: Vec<&Recipe> = graph.order.iter().map(|r| &r.recipe).collect();
-    let mut images = Vec::new();
-    let mut created_all = 0;
-    for &platform in platforms {
-        let parts: Vec<_> = plan
-            .for_platform(platform)
-            .map(|p| (&p.recipe.recipe, &outcome.artifacts[&p.hash]))
-            .collect();
-        let created = runtime::created(&parts);
-        created_all = created_all.max(created);
-        let info = VersionInfo::new(&project.image, platform, created, &parts);
-        let built = ImageBuild {
-            platform,
-            created,
-            tag: runtime::tags(&project.image, created)[0].clone(),
-            components: plan
-                .for_platform(platform)
-                .map(|p| {
-                    let record = &outcome.artifacts[&p.hash];
-                    let name = p.drv.name.to_string();
-                    let object = store.object_path(record);
-                    let tar = crate::store::read_object(&object)
-                        .map_err(|e| Failure::environment(crate::store::Error::from(e)))?;
-                    let component = BuiltComponent {
-                        derivation: p.hash.to_string(),
-                        object: record.object.to_string(),
-                        license: runtime::artifact_license(&name, tar),
-                    };
-                    Ok((name, component))
-                })
-                .collect::<Result<_, Failure>>()?,
-        };
-        let (base, base_ref) = match &project.image.platforms[&platform].base {
-            BaseImage::OciLayout { path, reference } => (project.path(path), reference.clone()),
-            BaseImage::Registry { reference } => {
-                let (name, digest) = BaseImage::pinned(reference)
-                    .expect("checked when the image definition was loaded");
-                let dest = store.layout().base(digest);
-                if !dest.join("index.json").is_file() {
-                    crate::remote::pull_base(name, digest, &dest).map_err(Failure::environment)?;
-                }
-                (dest, Some("base".to_owned()))
-            }
-        };
-        let packages = runtime_packages(store, project, &recipes, platform)?;
-        images.push(PlatformImage {
-            packages,
-            platform,
-            base,
-            base_ref,
-            pg_major: project.image.pg_major,
-            artifacts: plan
-                .for_platform(platform)
-                .map(|p| {
-                    let record = &outcome.artifacts[&p.hash];
-                    ArtifactLayer {
-                        name: p.drv.name.to_string(),
-                        object: store.object_path(record),
-                        tar_size: record.tar_size,
-                        layer: Some(StoredLayer {
-                            path: store.layer_path(record),
-                            digests: record.layer,
-                        }),
-                        mtime: record.source_time,
-                    }
-                })
-                .collect(),
-            runtime_files: [
-                info.files(),
-                vec![
-                    runtime::entrypoint_file(),
-                    runtime::sbom_file(&project.image, &recipes, &built),
-                    runtime::smoke_file(&recipes),
-                ],
-                runtime::init_files(&recipes),
-            ]
-            .concat(),
-            created,
-            labels: runtime::labels(&project.image, created),
-            entrypoint: Some(vec![runtime::ENTRYPOINT_PATH.to_owned()]),
-        });
-    }
-    Ok(ImageRequest {
-        name: project.image.name.clone(),
-        tags: runtime::tags(&project.image, created_all),
-        platforms: images,
-    })
-}
-
-/// The Debian packages the image's recipes need at run time on `platform`, as
-/// builders.lock pins them, fetched into the store and unpacked.
-fn runtime_packages(
-    store: &Store,
-    project: &Project,
-    recipes: &[&Recipe],
-    platform: Platform,
-) -> Result<Vec<RuntimePackage>, Failure> {
-    let mut names: Vec<String> = recipes
-        .iter()
-        .flat_map(|r| r.runtime_packages.iter().cloned())
-        .collect();
-    names.sort();
-    names.dedup();
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let locked = settings::lock(project)?
-        .runtime_packages(platform, &names)
-        .map_err(|problem| {
-            Failure::input(miette::miette!(
-                help = "run `azb lock update` and commit builders.lock",
-                "{problem}"
-            ))
-        })?;
-    let index = DebianIndex::from_env().map_err(Failure::environment)?;
-    index
-        .runtime_packages(store, &locked)
-        .map_err(Failure::environment)
 }
 
 fn classify_kind(error: &build::Error) -> FailureKind {

@@ -47,9 +47,14 @@ pub fn update(global: &GlobalSettings) -> Result<(), Failure> {
         .filter(|r| r.emulate_arm64)
         .map(|r| sorted(&r.build_packages))
         .collect();
-    let runtime: BTreeSet<String> = enabled()
+    let mut runtime: BTreeSet<String> = enabled()
         .flat_map(|r| r.runtime_packages.iter().cloned())
         .collect();
+    runtime.extend(
+        project
+            .companion_packages()
+            .map_err(settings::project_failure)?,
+    );
     let index = DebianIndex::from_env().map_err(Failure::environment)?;
     let lock = crate::build::resolve_lock(&index, &sets, &emulated_sets, &runtime, &toolchains)
         .map_err(Failure::environment)?;

@@ -208,8 +208,14 @@ fn environments(project: &Project, platforms: &[Platform]) -> Result<Environment
 
 /// Loads the project named by the settings.
 pub fn load_project(settings: &GlobalSettings) -> Result<Project, Failure> {
-    Project::load(&settings.project, &settings.image, &settings.overlays).map_err(|e| match e {
+    Project::load(&settings.project, &settings.image, &settings.overlays).map_err(project_failure)
+}
+
+/// A project that cannot be read is the environment's problem; one that breaks a rule is
+/// the user's.
+pub fn project_failure(e: crate::recipe::Error) -> Failure {
+    match e {
         crate::recipe::Error::Read(_) => Failure::environment(e),
         other => Failure::input(other),
-    })
+    }
 }

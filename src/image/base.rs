@@ -182,6 +182,23 @@ pub(crate) fn read(dir: &Path, reference: Option<&str>, platform: Platform) -> R
     })
 }
 
+/// When the base image chosen as [`read`] chooses it was created (its config's `created`),
+/// in unix seconds; `None` when the config does not say.
+pub fn created(
+    dir: &Path,
+    reference: Option<&str>,
+    platform: Platform,
+) -> Result<Option<i64>, Error> {
+    let base = read(dir, reference, platform)?;
+    Ok(base
+        .config
+        .created()
+        .as_deref()
+        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|since| since.as_secs() as i64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

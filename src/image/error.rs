@@ -10,8 +10,11 @@ use crate::recipe::Platform;
 pub enum Error {
     /// An artifact's ELF file needs a library the image does not carry.
     #[error(
-        "`{artifact}` ({platform}): {file} needs {library}, which is in neither the base image, its runtime packages nor the artifacts\nhint: add the Debian package that ships it to the recipe, e.g. runtime_packages: [\"{package}\"], then run `azb lock update`"
+        "`{artifact}` ({platform}): {file} needs {library}, which is in neither the base image, its runtime packages nor the artifacts"
     )]
+    #[diagnostic(help(
+        "add the Debian package that ships it (likely `{package}`) to the recipe's runtime_packages (a companion image: to its packages), then run `azb lock update`"
+    ))]
     MissingLibrary {
         /// The recipe.
         artifact: String,

@@ -117,6 +117,17 @@ impl LayerContent {
         self.entries.insert(path.to_owned(), entry);
     }
 
+    /// What each ELF file of the layer asks of the dynamic linker.
+    pub fn elf_needs(&self) -> Vec<ElfNeeds> {
+        self.entries
+            .iter()
+            .filter_map(|(path, entry)| match entry {
+                Entry::File(bytes, _) => ElfNeeds::of(path, bytes),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Adds every entry of `other`; on the same path, `other` wins (as a later layer would).
     pub fn extend(&mut self, other: LayerContent) {
         self.entries.extend(other.entries);

@@ -47,6 +47,7 @@ use oci_spec::image::{Descriptor, Digest, MediaType};
 use rayon::prelude::*;
 
 pub use crate::runtime::RuntimeFile;
+pub use base::created as base_created;
 pub use error::Error;
 pub use packages::RuntimePackage;
 
@@ -96,8 +97,30 @@ pub struct PlatformImage {
     pub created: i64,
     /// Labels merged over the base config's labels.
     pub labels: BTreeMap<String, String>,
-    /// Replaces the base config's entrypoint (the base's `Cmd` stays).
+    /// Run settings changed from the base's.
+    pub run: RunConfig,
+    /// `packages` are exactly the listed ones, not a dependency closure: every ELF file
+    /// they bring must find its libraries too, as an artifact's must.
+    pub packages_exact: bool,
+}
+
+/// Run settings an image changes from its base's; what is left out stays the base's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunConfig {
+    /// The entrypoint.
     pub entrypoint: Option<Vec<String>>,
+    /// The default arguments.
+    pub cmd: Option<Vec<String>>,
+    /// The user.
+    pub user: Option<String>,
+    /// `NAME=value` entries set over the base's (same name: this one wins).
+    pub env: BTreeMap<String, String>,
+    /// Ports (`6432/tcp`), replacing the base's.
+    pub exposed_ports: Option<Vec<String>>,
+    /// The stop signal.
+    pub stop_signal: Option<String>,
+    /// Volumes (container paths), replacing the base's.
+    pub volumes: Option<Vec<String>>,
 }
 
 /// One artifact.
@@ -238,12 +261,20 @@ fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
         .collect::<Result<Vec<(LayerContent, Vec<ElfNeeds>)>, Error>>()?;
     let contents = packages::BaseContents::read(&base)?;
     let package_layer = packages::package_layer(&contents, &image.packages)?;
-    let checked: Vec<(&str, &LayerContent, &[ElfNeeds])> = image
+    let package_needs = match (&package_layer, image.packages_exact) {
+        (Some((content, _)), true) => content.elf_needs(),
+        _ => Vec::new(),
+    };
+    let mut checked: Vec<(&str, &LayerContent, &[ElfNeeds])> = image
         .artifacts
         .iter()
         .zip(&read)
         .map(|(a, (content, needs))| (a.name.as_str(), content, needs.as_slice()))
         .collect();
+    let empty = LayerContent::default();
+    if !package_needs.is_empty() {
+        checked.push(("the image's packages", &empty, &package_needs));
+    }
     packages::check_linkage(
         platform,
         &contents,
@@ -366,7 +397,7 @@ fn store(sealed: Sealed<'_>, blobs: &mut Blobs) -> Result<Assembled, Error> {
         &added,
         image.created,
         &image.labels,
-        image.entrypoint.as_deref(),
+        &image.run,
     );
     let config_json = oci::canonical_json(&config);
     let config_digest = Sha256::of(&config_json);

@@ -95,7 +95,7 @@ pub(crate) fn config(
     added: &[AddedLayer],
     created: i64,
     labels: &BTreeMap<String, String>,
-    entrypoint: Option<&[String]>,
+    changes: &super::RunConfig,
 ) -> ImageConfiguration {
     let created = rfc3339(created);
     let mut config = base.clone();
@@ -119,8 +119,37 @@ pub(crate) fn config(
     let mut merged: HashMap<String, String> = run.labels().clone().unwrap_or_default();
     merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     run.set_labels((!merged.is_empty()).then_some(merged));
-    if let Some(entrypoint) = entrypoint {
-        run.set_entrypoint(Some(entrypoint.to_vec()));
+    if let Some(entrypoint) = &changes.entrypoint {
+        run.set_entrypoint(Some(entrypoint.clone()));
+    }
+    if let Some(cmd) = &changes.cmd {
+        run.set_cmd(Some(cmd.clone()));
+    }
+    if let Some(user) = &changes.user {
+        run.set_user(Some(user.clone()));
+    }
+    if !changes.env.is_empty() {
+        let mut env: Vec<String> = run
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| {
+                let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
+                !changes.env.contains_key(name)
+            })
+            .collect();
+        env.extend(changes.env.iter().map(|(k, v)| format!("{k}={v}")));
+        run.set_env(Some(env));
+    }
+    if let Some(ports) = &changes.exposed_ports {
+        run.set_exposed_ports((!ports.is_empty()).then(|| ports.clone()));
+    }
+    if let Some(signal) = &changes.stop_signal {
+        run.set_stop_signal(Some(signal.clone()));
+    }
+    if let Some(volumes) = &changes.volumes {
+        run.set_volumes((!volumes.is_empty()).then(|| volumes.clone()));
     }
     config.set_config(Some(run));
     config
@@ -295,7 +324,14 @@ mod tests {
             diff_id: Sha256::of(b"1"),
         }];
         let labels = BTreeMap::from([("b".to_owned(), "azb".to_owned())]);
-        let config = config(&base, 1, &added, 86_400, &labels, None);
+        let config = config(
+            &base,
+            1,
+            &added,
+            86_400,
+            &labels,
+            &super::super::RunConfig::default(),
+        );
         let json: serde_json::Value = serde_json::from_slice(&canonical_json(&config)).unwrap();
         assert_eq!(json["created"], "1970-01-02T00:00:00Z");
         assert_eq!(

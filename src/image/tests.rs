@@ -48,7 +48,8 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
                 }],
                 created: CREATED,
                 labels: labels(),
-                entrypoint: None,
+                run: RunConfig::default(),
+                packages_exact: false,
             }
         })
         .collect();

@@ -27,6 +27,43 @@ pub struct ImageDef {
     /// Overlay files applied to the recipes, in order (relative to the project root).
     #[serde(default)]
     pub overlays: Vec<String>,
+    /// Set for an image that runs beside PostgreSQL (PgBouncer, the metrics exporter): it
+    /// carries Debian packages and files instead of extensions (`recipes: Only([])`).
+    #[serde(default)]
+    pub companion: Option<Companion>,
+}
+
+/// An image of a program that runs beside PostgreSQL in a stack: the base image, exactly
+/// the listed Debian packages (as builders.lock pins them), some project files and its
+/// run settings. Its tags are the Debian version of `version_from`, and `latest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Companion {
+    /// The Debian packages it carries: exactly these, not their dependencies (list the
+    /// libraries they need that the base lacks; assembly fails naming any library an ELF
+    /// file of theirs cannot find).
+    pub packages: Vec<String>,
+    /// The package whose version tags the image.
+    pub version_from: String,
+    /// Files it carries: image path → file (relative to the project root).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// The user it runs as (a name the base's /etc/passwd has, or a uid).
+    pub user: String,
+    /// Its entrypoint.
+    pub entrypoint: Vec<String>,
+    /// Its default arguments.
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// Environment set over the base's.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Ports it listens on (`6432/tcp`); they replace the base's.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    /// The signal that stops it cleanly.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// Which recipes an image carries.

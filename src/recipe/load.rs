@@ -1,7 +1,7 @@
 //! Reading a project: every `recipes/*.ron` and one image definition, parsed and checked
 //! against the rules, all problems reported together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -110,6 +110,9 @@ impl Project {
                 ));
             }
         }
+        if let Some(companion) = &image.companion {
+            problems.extend(check_companion(&image, companion, &image_file, root));
+        }
         let lock_path = root.join(super::LOCK_FILE);
         let mut lock = None;
         if lock_path.is_file() {
@@ -129,6 +132,26 @@ impl Project {
             recipes,
             lock,
         })
+    }
+
+    /// The Debian packages of every companion image defined under `stacks/` (the lock
+    /// covers them all, whichever image definition a command was given).
+    pub fn companion_packages(&self) -> Result<BTreeSet<String>, Error> {
+        let dir = self.root.join("stacks");
+        let mut packages = BTreeSet::new();
+        if !dir.is_dir() {
+            return Ok(packages);
+        }
+        for entry in sorted_entries(&dir)? {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "ron") || !path.is_file() {
+                continue;
+            }
+            let file = read_source(&path, path.strip_prefix(&self.root).unwrap_or(&path))?;
+            let image: ImageDef = parse(&file, "image definition fields").map_err(Error::One)?;
+            packages.extend(image.companion.into_iter().flat_map(|c| c.packages));
+        }
+        Ok(packages)
     }
 
     /// A path from the image definition, resolved against the project root.
@@ -158,6 +181,58 @@ pub fn load_recipes(dir: &Path) -> Result<RecipeSet, Error> {
     } else {
         Err(problems.into())
     }
+}
+
+/// What is wrong with a companion image's definition.
+fn check_companion(
+    image: &ImageDef,
+    companion: &super::Companion,
+    file: &SourceFile,
+    root: &Path,
+) -> Vec<RecipeDiagnostic> {
+    let mut problems = Vec::new();
+    if image.recipes != super::RecipeSelection::Only(Vec::new()) {
+        let span = match file.field_span("recipes") {
+            none if none.is_empty() => file.field_span("companion"),
+            span => span,
+        };
+        problems.push(file.diagnostic(
+            span,
+            "a companion image carries no extensions",
+            "companion image",
+            Some("write `recipes: Only([])`".into()),
+        ));
+    }
+    if !companion.packages.contains(&companion.version_from) {
+        problems.push(file.diagnostic(
+            file.item_span("version_from", &companion.version_from),
+            format!(
+                "`version_from` names `{}`, which is not one of the image's packages",
+                companion.version_from
+            ),
+            "not in `packages`",
+            Some("name the package whose version the image's tag should carry".into()),
+        ));
+    }
+    for (path, source) in &companion.files {
+        if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            problems.push(file.diagnostic(
+                file.item_span("files", path),
+                format!("`{path}` is not an absolute path in the image"),
+                "not absolute",
+                Some("write image paths as /etc/...".into()),
+            ));
+        }
+        if !root.join(source).is_file() {
+            problems.push(file.diagnostic(
+                file.item_span("files", source),
+                format!("`{source}` is not a file of the project"),
+                "no such file",
+                Some("paths are relative to the project root".into()),
+            ));
+        }
+    }
+    problems
 }
 
 /// Parses every `*.ron` in `dir`: the recipes that parsed, and the problems of the rest.

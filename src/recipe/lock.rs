@@ -219,6 +219,27 @@ impl Lock {
         Ok(all)
     }
 
+    /// Exactly the packages named (each as its own closure in the lock pins it), without
+    /// their dependencies, in the order given.
+    pub fn exact_packages(
+        &self,
+        platform: Platform,
+        names: &[String],
+    ) -> Result<Vec<&LockedPackage>, LockProblem> {
+        names
+            .iter()
+            .map(|name| {
+                self.runtime_packages(platform, std::slice::from_ref(name))?
+                    .into_iter()
+                    .find(|p| p.name == *name)
+                    .ok_or_else(|| LockProblem::NoRuntime {
+                        platform,
+                        package: name.clone(),
+                    })
+            })
+            .collect()
+    }
+
     /// The identity of the builder for `build_packages` on `platform`, as it enters every
     /// derivation built with it: `docker:` (`docker-emulated:` for an emulated builder) +
     /// blake3 over the lock version, the platform, the mode, the toolchain and each

@@ -20,7 +20,7 @@ mod scaffold;
 pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
 pub use edit::{NoPin, set_pin};
 pub use error::Error;
-pub use image_def::{BaseImage, ImageDef, PlatformDef, RecipeSelection, Toolchain};
+pub use image_def::{BaseImage, Companion, ImageDef, PlatformDef, RecipeSelection, Toolchain};
 pub use license::{
     is_license_expression, is_license_file, is_recognised_id, license_of_text, license_of_texts,
     license_of_tree,

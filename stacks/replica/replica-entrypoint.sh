@@ -42,6 +42,14 @@ case "${1:-postgres}" in
   *) exec "$next" "$@" ;;
 esac
 
+# Started as root (the image's default), the server's user must own $PGDATA's parent:
+# pg_basebackup, run as root, would make /var/lib/postgresql/18 root's with mode 0700, and
+# the server could not reach its own data through it (seen in the replica stack).
+if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+  mkdir -p "$PGDATA"
+  chown postgres:postgres "$(dirname "$PGDATA")" "$PGDATA"
+fi
+
 if [ -s "$PGDATA/PG_VERSION" ]; then
   log "$PGDATA holds a cluster; starting it"
   exec "$next" "$@"

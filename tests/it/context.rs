@@ -65,6 +65,8 @@ pub fn shared_lock() -> &'static str {
             )
             .unwrap();
         }
+        // The companion images' packages too (stacks/pgbouncer.ron, stacks/exporter.ron).
+        ctx.add_companions("lock");
         ctx.ok(&["lock", "update"]);
         fs_err::read_to_string(ctx.root().join("builders.lock")).unwrap()
     })
@@ -290,6 +292,27 @@ Recipe(
         self
     }
 
+    /// The repository's companion image definitions (stacks/pgbouncer.ron,
+    /// stacks/exporter.ron) and the files they carry, copied into this project: on the
+    /// shared base images, named `azb-<tag>/pgbouncer` and `azb-<tag>/postgres-exporter`
+    /// so tests leave a developer's own images alone.
+    pub fn add_companions(&self, tag: &str) {
+        let bases = shared_path("AZB_BASE_IMAGES_DIR", "cache/base");
+        for name in ["pgbouncer", "exporter"] {
+            let text =
+                fs_err::read_to_string(repo_root().join(format!("stacks/{name}.ron"))).unwrap();
+            assert!(text.contains("\"cache/base/"), "{text}");
+            let text = text
+                .replace("\"cache/base/", &format!("\"{}/", bases.display()))
+                .replace("name: \"azb/", &format!("name: \"azb-{tag}/"));
+            fs_err::write(self.root().join(format!("stacks/{name}.ron")), text).unwrap();
+        }
+        copy_dir(
+            &repo_root().join("stacks/primary"),
+            &self.root().join("stacks/primary"),
+        );
+    }
+
     /// `azb` with this project, its store and the fixture mirrors.
     pub fn azb(&self) -> Command {
         self.azb_with_store(&self.store())
@@ -346,7 +369,7 @@ fn count_commits(repo: &Repository) -> i64 {
     walk.count() as i64
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     fs_err::create_dir_all(to).unwrap();
     for entry in fs_err::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -357,6 +380,18 @@ fn copy_dir(from: &Path, to: &Path) {
             fs_err::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Text of a process's stderr.

@@ -308,3 +308,43 @@ fn an_image_listing_an_unknown_recipe_is_an_error() {
     );
     insta::assert_snapshot!(err);
 }
+
+#[test]
+fn a_companion_image_definition_names_each_mistake_at_its_place() {
+    let ctx = TestContext::new();
+    fs_err::write(
+        ctx.root().join("stacks/image.ron"),
+        r#"Image(
+    name: "azb/pgbouncer",
+    flavor: "pgbouncer",
+    pg_major: 18,
+    pg_version: "18.6",
+    platforms: {
+        "linux/amd64": (base: OciLayout(path: "base", reference: None)),
+    },
+    recipes: All,
+    companion: Some((
+        packages: ["pgbouncer"],
+        version_from: "pgbouncer-not-listed",
+        files: {
+            "etc/relative.sh": "stacks/missing.sh",
+        },
+        user: "postgres",
+        entrypoint: ["pgbouncer"],
+    )),
+)
+"#,
+    )
+    .unwrap();
+    let err = plan_fails(&ctx, 2);
+    for wanted in [
+        "a companion image carries no extensions",
+        "write `recipes: Only([])`",
+        "`version_from` names `pgbouncer-not-listed`",
+        "`etc/relative.sh` is not an absolute path in the image",
+        "`stacks/missing.sh` is not a file of the project",
+        "stacks/image.ron:9:",
+    ] {
+        assert!(err.contains(wanted), "{wanted}:\n{err}");
+    }
+}

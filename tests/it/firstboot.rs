@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::context::{TestContext, UPSTREAM, repo_root, shared, stderr};
+use crate::context::{TestContext, UPSTREAM, repo_root, run, shared, stderr};
 
 /// Runs azb-entrypoint.sh --print with `env` (and nothing of this process's environment),
 /// against module directory `libdir`.
@@ -343,17 +343,6 @@ impl Drop for Image {
             .args(["rmi", "-f", &self.id])
             .output();
     }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Builds an amd64 image holding azb_preload (marked `preload` and `create`), named after

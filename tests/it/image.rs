@@ -4,18 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::context::{TestContext, shared, stderr, valid_cyclonedx};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::context::{TestContext, run, shared, stderr, valid_cyclonedx};
 
 fn skopeo_arch(layout: &Path, arch: &str) -> serde_json::Value {
     let text = run(Command::new("skopeo")

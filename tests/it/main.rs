@@ -12,6 +12,7 @@ mod firstboot;
 mod image;
 mod initdb;
 mod kinds;
+mod live;
 mod overlay;
 mod pgbouncer;
 mod pgrx;

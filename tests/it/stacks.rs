@@ -240,14 +240,9 @@ fn the_primary_stack_wires_pgbouncer_the_exporter_and_replication() {
     let pgbouncer = &services["pgbouncer"];
     assert_eq!(pgbouncer["image"], "azb/pgbouncer:latest");
     assert_eq!(pgbouncer["ports"][0], "127.0.0.1:6432:6432/tcp");
-    assert!(has_volume(
-        pgbouncer,
-        "stacks/primary/pgbouncer:/etc/azb/pgbouncer:ro"
-    ));
-    assert_eq!(
-        pgbouncer["entrypoint"],
-        serde_json::json!(["sh", "/etc/azb/pgbouncer/entrypoint.sh"])
-    );
+    // The image (stacks/pgbouncer.ron) carries its scripts and entrypoint.
+    assert!(pgbouncer.get("volumes").is_none(), "{pgbouncer}");
+    assert!(pgbouncer.get("entrypoint").is_none(), "{pgbouncer}");
     assert_eq!(
         pgbouncer["healthcheck"]["test"],
         serde_json::json!(["CMD", "sh", "/etc/azb/pgbouncer/healthcheck.sh"])
@@ -258,17 +253,11 @@ fn the_primary_stack_wires_pgbouncer_the_exporter_and_replication() {
     );
 
     let exporter = &services["exporter"];
-    assert_eq!(exporter["image"], "postgres-exporter:latest");
+    assert_eq!(exporter["image"], "azb/postgres-exporter:latest");
     assert_eq!(exporter["ports"][0], "127.0.0.1:9187:9187/tcp");
-    assert!(has_volume(
-        exporter,
-        "stacks/primary/exporter/queries.yaml:/etc/postgres_exporter/queries.yaml:ro"
-    ));
+    // The image (stacks/exporter.ron) carries the queries and says where they are.
+    assert!(exporter.get("volumes").is_none(), "{exporter}");
     let env = &exporter["environment"];
-    assert_eq!(
-        env["PG_EXPORTER_EXTEND_QUERY_PATH"],
-        "/etc/postgres_exporter/queries.yaml"
-    );
     assert_eq!(
         env["DATA_SOURCE_URI"],
         "postgres:5432/postgres?sslmode=disable"

@@ -1,0 +1,14 @@
+#!/bin/sh
+# entrypoint.sh: the exporter container's entrypoint (primary stack). Runs
+# postgres_exporter with the arguments given. postgres_exporter 0.11 (Debian 12) builds a
+# connection string from the parts, then refuses it as malformed and exits when the
+# password holds a quote, a backslash or white space (seen with the real image: it escapes
+# twice and splits on spaces); this says so plainly instead.
+set -eu
+case "${DATA_SOURCE_PASS:-}" in
+  *"'"* | *\\* | *' '* | *'	'*)
+    echo "exporter-entrypoint: error: the password (POSTGRES_PASSWORD) contains a quote, a backslash or white space, which postgres_exporter 0.11 cannot use; choose one without them" >&2
+    exit 78
+    ;;
+esac
+exec /usr/bin/prometheus-postgres-exporter "$@"
