@@ -70,6 +70,7 @@ pub(super) fn request(
             artifacts: Vec::new(),
             packages: packages(store, project, &def.packages, platform, true)?,
             packages_exact: true,
+            sbom: None,
             runtime_files: files.clone(),
             created,
             labels: labels(project, version.as_deref().unwrap_or_default()),

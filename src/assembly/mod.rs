@@ -11,6 +11,7 @@
 
 mod companion;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::build::Outcome;
@@ -121,6 +122,7 @@ pub fn image_request(
                 .collect::<Result<_, Error>>()?,
         };
         let (base, base_ref) = base(store, project, platform)?;
+        let sbom = runtime::sbom_file(&project.image, &recipes, &built);
         let names: Vec<String> = recipes
             .iter()
             .flat_map(|r| r.runtime_packages.iter().cloned())
@@ -153,14 +155,18 @@ pub fn image_request(
                 info.files(),
                 vec![
                     runtime::entrypoint_file(),
-                    runtime::sbom_file(&project.image, &recipes, &built),
+                    sbom.clone(),
                     runtime::smoke_file(&recipes),
                 ],
                 runtime::init_files(&recipes),
             ]
             .concat(),
+            sbom: Some(sbom.contents),
             created,
-            labels: runtime::labels(&project.image, created),
+            labels: runtime::labels(&project.image, created)
+                .into_iter()
+                .chain(provenance_labels(project, &recipes, &built))
+                .collect(),
             run: RunConfig {
                 entrypoint: Some(vec![runtime::ENTRYPOINT_PATH.to_owned()]),
                 ..RunConfig::default()
@@ -226,4 +232,86 @@ fn lock(project: &Project) -> Result<&crate::recipe::Lock, Error> {
     project.lock.as_ref().ok_or_else(|| Error::NoLock {
         image: project.image.name.clone(),
     })
+}
+
+/// The OCI labels that say where the image comes from: `licenses` (PostgreSQL's and every
+/// recipe's, as the SBOM has them), and, when the project is a git checkout with no
+/// uncommitted change to a tracked file, `revision` (its HEAD) and `source` (its `origin`
+/// remote, without credentials).
+fn provenance_labels(
+    project: &Project,
+    recipes: &[&Recipe],
+    built: &ImageBuild,
+) -> BTreeMap<String, String> {
+    let mut licenses: BTreeSet<String> = recipes
+        .iter()
+        .filter_map(|r| {
+            r.license.clone().or_else(|| {
+                built
+                    .components
+                    .get(r.name.as_str())
+                    .and_then(|c| c.license.clone())
+            })
+        })
+        .map(|l| if l.contains(' ') { format!("({l})") } else { l })
+        .collect();
+    licenses.remove("PostgreSQL");
+    let expression = std::iter::once("PostgreSQL".to_owned())
+        .chain(licenses)
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut labels = BTreeMap::from([("org.opencontainers.image.licenses".to_owned(), expression)]);
+    if let Some((revision, source)) = checkout(&project.root) {
+        labels.insert("org.opencontainers.image.revision".to_owned(), revision);
+        if let Some(source) = source {
+            labels.insert("org.opencontainers.image.source".to_owned(), source);
+        }
+    }
+    labels
+}
+
+/// The HEAD commit of the git checkout at `root` and its `origin` URL (credentials
+/// removed), when no tracked file has an uncommitted change.
+fn checkout(root: &std::path::Path) -> Option<(String, Option<String>)> {
+    let repo = git2::Repository::discover(root).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?.id().to_string();
+    let mut options = git2::StatusOptions::new();
+    options.include_untracked(false).include_ignored(false);
+    if !repo.statuses(Some(&mut options)).ok()?.is_empty() {
+        return None;
+    }
+    let source = repo
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().ok().map(without_credentials));
+    Some((head, source))
+}
+
+/// A URL without its `user:password@` part.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}/{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_a_label() {
+        assert_eq!(
+            without_credentials("https://user:secret@git.example/org/repo.git"),
+            "https://git.example/org/repo.git"
+        );
+        assert_eq!(
+            without_credentials("https://git.example/org/repo"),
+            "https://git.example/org/repo"
+        );
+    }
 }

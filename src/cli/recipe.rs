@@ -352,12 +352,21 @@ fn check_tags(global: &GlobalSettings, project: &Project) -> Result<(), Failure>
 fn outdated(global: &GlobalSettings) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let fetcher = Fetcher::new(global.store()?, global.mirrors()?);
+    // An upstream that cannot be fetched is reported and the others still are looked at.
+    let mut unreachable = 0;
     for loaded in project.recipes.recipes.values() {
         let recipe = &loaded.recipe;
         let Some(pinned) = recipe.tag() else {
             continue;
         };
-        let tags = fetcher.tags(recipe.url()).map_err(Failure::environment)?;
+        let tags = match fetcher.tags(recipe.url()) {
+            Ok(tags) => tags,
+            Err(e) => {
+                eprintln!("error: {}: {e}", recipe.name);
+                unreachable += 1;
+                continue;
+            }
+        };
         let newer = newer_releases(pinned, tags.iter().map(|(name, _)| name.as_str()));
         if let Some(newest) = newer.last() {
             println!(
@@ -366,6 +375,14 @@ fn outdated(global: &GlobalSettings) -> Result<(), Failure> {
                 newer.join(", ")
             );
         }
+    }
+    if unreachable > 0 {
+        return Err(Failure {
+            kind: super::FailureKind::Environment,
+            report: Some(miette::miette!(
+                "{unreachable} upstream(s) could not be fetched (above); the others were checked"
+            )),
+        });
     }
     Ok(())
 }

@@ -99,6 +99,9 @@ pub struct PlatformImage {
     pub labels: BTreeMap<String, String>,
     /// Run settings changed from the base's.
     pub run: RunConfig,
+    /// The image's SBOM (CycloneDX JSON), attached to its manifest in an OCI layout as a
+    /// referring artifact.
+    pub sbom: Option<Vec<u8>>,
     /// `packages` are exactly the listed ones, not a dependency closure: every ELF file
     /// they bring must find its libraries too, as an artifact's must.
     pub packages_exact: bool,
@@ -466,7 +469,10 @@ pub fn assemble(request: &ImageRequest, output: &Output) -> Result<ImageSummary,
     let mut index_digest = None;
     match output {
         Output::OciDir(dir) => {
-            let (digest, index_json) = oci::layout_index(&mut blobs, &request.tags, &manifests);
+            let sboms: Vec<Option<Vec<u8>>> =
+                request.platforms.iter().map(|p| p.sbom.clone()).collect();
+            let (digest, index_json) =
+                oci::layout_index(&mut blobs, &request.tags, &manifests, &sboms);
             oci::write_layout(dir, &blobs, &index_json)?;
             index_digest = digest;
         }

@@ -201,10 +201,48 @@ pub(crate) fn annotated(descriptor: &Descriptor, pairs: &[(&str, String)]) -> De
 /// nested index (added to `blobs`, digest returned) under each tag, plus each platform's
 /// manifest as `<first tag>-<arch>`; with one platform its manifest under each tag and as
 /// `<first tag>-<arch>`.
+/// The media type of the SBOMs attached to images (CycloneDX JSON).
+pub(crate) const SBOM_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// Attaches `sbom` to the image `subject` as an OCI artifact: a manifest with
+/// `artifactType` CycloneDX, the empty config, the SBOM as its one layer and `subject`
+/// naming the image. Returns the referrers index (the distribution spec's tag-schema
+/// fallback: an image index listing the artifact, with its artifactType) to list under the
+/// tag `sha256-<subject's hex>`.
+pub(crate) fn sbom_referrer(blobs: &mut Blobs, subject: &Descriptor, sbom: Vec<u8>) -> Descriptor {
+    let sbom_type = MediaType::Other(SBOM_MEDIA_TYPE.to_owned());
+    let mut empty = blobs.add_bytes(MediaType::EmptyJSON, b"{}".to_vec());
+    empty.set_data(Some("e30=".to_owned()));
+    let layer = blobs.add_bytes(sbom_type.clone(), sbom);
+    let plain_subject = Descriptor::new(
+        subject.media_type().clone(),
+        subject.size(),
+        subject.digest().clone(),
+    );
+    let artifact = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(sbom_type.clone())
+        .config(empty)
+        .layers(vec![layer])
+        .subject(plain_subject)
+        .build()
+        .expect("an artifact manifest with config, layers and subject is complete");
+    let mut listed = blobs.add_bytes(MediaType::ImageManifest, canonical_json(&artifact));
+    listed.set_artifact_type(Some(sbom_type));
+    blobs.add_bytes(MediaType::ImageIndex, index(vec![listed]))
+}
+
+/// The referrers fallback tag of an image: `sha256-<hex>`.
+pub(crate) fn referrers_tag(subject: &Descriptor) -> String {
+    subject.digest().to_string().replace(':', "-")
+}
+
 pub(crate) fn layout_index(
     blobs: &mut Blobs,
     tags: &[String],
     manifests: &[(Platform, Descriptor)],
+    sboms: &[Option<Vec<u8>>],
 ) -> (Option<Digest>, Vec<u8>) {
     let (top, index_digest) = match manifests {
         [(_, only)] => (only.clone(), None),
@@ -222,6 +260,16 @@ pub(crate) fn layout_index(
     for (platform, manifest) in manifests {
         let name = format!("{}-{}", tags[0], platform.oci_arch());
         entries.push(annotated(manifest, &[(REF_NAME, name)]));
+    }
+    // Each platform's SBOM, attached to its manifest, found through the fallback tag.
+    for ((_, manifest), sbom) in manifests.iter().zip(sboms) {
+        if let Some(sbom) = sbom {
+            let referrers = sbom_referrer(blobs, manifest, sbom.clone());
+            entries.push(annotated(
+                &referrers,
+                &[(REF_NAME, referrers_tag(manifest))],
+            ));
+        }
     }
     (index_digest, index(entries))
 }

@@ -50,6 +50,7 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
                 labels: labels(),
                 run: RunConfig::default(),
                 packages_exact: false,
+                sbom: None,
             }
         })
         .collect();
@@ -473,3 +474,60 @@ fn the_layer_the_store_makes_is_the_one_assembly_would_make() {
     let elves: Vec<&str> = needs.iter().map(|n| n.path.as_str()).collect();
     assert_eq!(elves, ["usr/lib/postgresql/18/lib/hello.so"]);
 }
+
+#[test]
+fn each_platforms_sbom_is_attached_to_its_manifest_and_found_through_the_fallback_tag() {
+    let work = tempfile::tempdir().unwrap();
+    let all = [Platform::Amd64, Platform::Arm64];
+    let base = work.path().join("base");
+    base_layout(&base, &all, Fixture::Nested);
+    let mut req = request(&base, &all, 1);
+    for image in &mut req.platforms {
+        image.sbom = Some(
+            format!(
+                "{{\"bomFormat\":\"CycloneDX\",\"for\":\"{}\"}}",
+                image.platform
+            )
+            .into_bytes(),
+        );
+    }
+    let out = work.path().join("out");
+    let summary = assemble(&req, &Output::OciDir(out.clone())).unwrap();
+    let blob = |digest: &str| {
+        err::read(
+            out.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let json = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+    for (platform, manifest) in &summary.manifests {
+        let tag = manifest.to_string().replace(':', "-");
+        // skopeo reads the referrers index under the fallback tag.
+        let referrers = json(
+            run(Command::new("skopeo")
+                .args(["inspect", "--raw"])
+                .arg(format!("oci:{}:{tag}", out.display())))
+            .into_bytes(),
+        );
+        let listed = &referrers["manifests"].as_array().unwrap()[..];
+        assert_eq!(listed.len(), 1, "{referrers}");
+        assert_eq!(listed[0]["artifactType"], SBOM_TYPE);
+        let artifact = json(blob(listed[0]["digest"].as_str().unwrap()));
+        assert_eq!(artifact["artifactType"], SBOM_TYPE);
+        assert_eq!(artifact["subject"]["digest"], manifest.to_string());
+        assert_eq!(
+            artifact["config"]["mediaType"],
+            "application/vnd.oci.empty.v1+json"
+        );
+        let layer = &artifact["layers"][0];
+        assert_eq!(layer["mediaType"], SBOM_TYPE);
+        let sbom = json(blob(layer["digest"].as_str().unwrap()));
+        assert_eq!(sbom["for"], platform.to_string());
+    }
+    // The image itself reads as before.
+    let info = skopeo_inspect(format!("oci:{}:18", out.display()), Some("arm64"));
+    assert_eq!(info["Architecture"], "arm64");
+}
+
+const SBOM_TYPE: &str = "application/vnd.cyclonedx+json";

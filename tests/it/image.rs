@@ -342,3 +342,62 @@ fn re_pinning_one_extension_changes_only_its_layer_and_the_runtime_layer() {
         "only azb_sql's layer and the runtime layer may change"
     );
 }
+
+#[test]
+fn the_image_says_its_licences_and_the_commit_and_source_of_a_clean_checkout() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    ctx.write_image(&["linux/amd64"]);
+    // The project as a git checkout whose origin URL carries credentials.
+    let repo = git2::Repository::init(ctx.root()).unwrap();
+    fs_err::write(
+        ctx.root().join(".gitignore"),
+        "/store/\n/upstreams/\n/oci/\n",
+    )
+    .unwrap();
+    repo.remote("origin", "https://ci:secret@git.example/org/pg.git")
+        .unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let who = git2::Signature::now("t", "t@example.invalid").unwrap();
+    let head = repo
+        .commit(Some("HEAD"), &who, &who, "project", &tree, &[])
+        .unwrap();
+    let layout = ctx.root().join("oci");
+    let labels = || {
+        ctx.ok(&[
+            "build",
+            "--platform",
+            "amd64",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ]);
+        skopeo_arch(&layout, "amd64")["Labels"].clone()
+    };
+    let clean = labels();
+    assert_eq!(
+        clean["org.opencontainers.image.revision"],
+        head.to_string(),
+        "{clean}"
+    );
+    assert_eq!(
+        clean["org.opencontainers.image.source"], "https://git.example/org/pg.git",
+        "{clean}"
+    );
+    let licenses = clean["org.opencontainers.image.licenses"].as_str().unwrap();
+    assert!(licenses.starts_with("PostgreSQL"), "{licenses}");
+    // An uncommitted change to a tracked file: the commit would not say what was built.
+    let image_ron = ctx.root().join("stacks/image.ron");
+    let text = fs_err::read_to_string(&image_ron).unwrap();
+    fs_err::write(&image_ron, format!("// edited\n{text}")).unwrap();
+    let dirty = labels();
+    assert!(
+        dirty.get("org.opencontainers.image.revision").is_none()
+            && dirty.get("org.opencontainers.image.source").is_none(),
+        "{dirty}"
+    );
+    assert_eq!(dirty["org.opencontainers.image.licenses"], licenses);
+}

@@ -165,6 +165,20 @@ fn check_online_reports_a_moved_tag_and_outdated_lists_newer_ones() {
         ctx.ok(&["recipe", "outdated"]),
         "azb_sql v1.0 -> v1.2 (newer: v1.2)\n"
     );
+    // An upstream that is gone: reported, the rest still checked, exit 3 at the end.
+    let upstream = ctx.root().join("upstreams/azb_hello");
+    fs_err::rename(&upstream, upstream.with_extension("gone")).unwrap();
+    let out = ctx.run(&["recipe", "outdated"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "azb_sql v1.0 -> v1.2 (newer: v1.2)\n"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("azb_hello") && err.contains("1 upstream(s) could not be fetched"),
+        "{err}"
+    );
 }
 
 #[test]
