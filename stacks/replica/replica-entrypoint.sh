@@ -42,15 +42,18 @@ case "${1:-postgres}" in
   *) exec "$next" "$@" ;;
 esac
 
-# Started as root (the image's default), the server's user must own $PGDATA's parent:
-# pg_basebackup, run as root, would make /var/lib/postgresql/18 root's with mode 0700, and
-# the server could not reach its own data through it (seen in the replica stack).
-if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
-  mkdir -p "$PGDATA"
-  chown postgres:postgres "$(dirname "$PGDATA")" "$PGDATA"
-fi
+# Started as root (the image's default), the server's user must own $PGDATA and its
+# parent: pg_basebackup, run as root, would make /var/lib/postgresql/18 root's with mode
+# 0700, and the server could not reach its own data through it (seen in the replica stack).
+own_data_dir() {
+  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
+    mkdir -p "$PGDATA"
+    chown postgres:postgres "$(dirname "$PGDATA")" "$PGDATA"
+  fi
+}
 
 if [ -s "$PGDATA/PG_VERSION" ]; then
+  own_data_dir
   log "$PGDATA holds a cluster; starting it"
   exec "$next" "$@"
 fi
@@ -94,6 +97,7 @@ if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; then
   chown postgres:postgres "$passfile"
 fi
 
+own_data_dir
 log "cloning $user@$PRIMARY_HOST:$port (slot $slot) into $PGDATA"
 n=1
 until PGPASSFILE=$passfile "$basebackup" -h "$PRIMARY_HOST" -p "$port" -U "$user" \

@@ -361,6 +361,7 @@ fn the_image_says_its_licences_and_the_commit_and_source_of_a_clean_checkout() {
     index
         .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
         .unwrap();
+    index.write().unwrap();
     let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
     let who = git2::Signature::now("t", "t@example.invalid").unwrap();
     let head = repo
