@@ -9,7 +9,10 @@ use super::settings::{self, GlobalSettings};
 use super::{Failure, FailureKind};
 use crate::fetch::{Fetcher, TagState};
 use crate::graph::Graph;
-use crate::recipe::{Project, RecipeKind, RecipeName, RecipeSelection, newer_releases, set_pin};
+use crate::recipe::{
+    Project, RecipeKind, RecipeName, RecipeSelection, SourceFile, newer_releases, set_pin,
+    set_version,
+};
 
 /// Runs an `azb recipe` command.
 pub fn run(global: &GlobalSettings, command: &RecipeCommand) -> Result<(), Failure> {
@@ -273,11 +276,53 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
     }
     let before = hashes(&project)?;
     let store = global.store()?;
-    let fetcher = Fetcher::new(store, global.mirrors()?);
+    let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
     let (commit, tag) = fetcher
         .resolve(loaded.recipe.url(), rev)
         .map_err(fetch_failure)?;
-    let text = set_pin(&loaded.file, commit, tag.as_deref())
+    // The version the new tree declares (as `recipe add` reads it), so version-info and
+    // the SBOM name the right one.
+    let tree = tempfile::Builder::new()
+        .prefix("recipe-bump-")
+        .tempdir_in(store.layout().tmp())
+        .map_err(|e| {
+            Failure::environment(crate::fs::FsError::new(
+                "create a temp dir in",
+                store.layout().tmp(),
+                e,
+            ))
+        })?;
+    fetcher
+        .export(loaded.recipe.url(), commit, tree.path())
+        .map_err(Failure::environment)?;
+    let top = match &loaded.recipe.subdir {
+        Some(subdir) => tree.path().join(subdir),
+        None => tree.path().to_owned(),
+    };
+    let declared = crate::recipe::detect(&loaded.recipe.name, &top)
+        .ok()
+        .and_then(|d| d.version);
+    let old_version = loaded.recipe.version.as_str();
+    let mut file = loaded.file.clone();
+    let mut new_version = None;
+    match declared {
+        Some(version) if version != old_version => {
+            match set_version(&loaded.file, old_version, &version) {
+                Some(text) => {
+                    file = SourceFile::new(std::path::Path::new(&loaded.file.name), text);
+                    new_version = Some(version);
+                }
+                None => eprintln!(
+                    "warning: {name}: the tree declares version {version}, but recipes/{name}.ron has no `version: \"{old_version}\"` to change; set it by hand"
+                ),
+            }
+        }
+        Some(_) => {}
+        None => eprintln!(
+            "warning: {name}: azb cannot read the version the tree at {commit} declares; check `version` in recipes/{name}.ron (now \"{old_version}\")"
+        ),
+    }
+    let text = set_pin(&file, commit, tag.as_deref())
         .map_err(|e| Failure::plain(FailureKind::Input, e))?;
     let path = project.root.join("recipes").join(format!("{name}.ron"));
     let recipes_dir = project.root.join("recipes");
@@ -297,8 +342,11 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
         }
     };
     eprintln!(
-        "azb: {name} pinned to {commit}{}",
-        tag.map(|t| format!(" ({t})")).unwrap_or_default()
+        "azb: {name} pinned to {commit}{}{}",
+        tag.map(|t| format!(" ({t})")).unwrap_or_default(),
+        new_version
+            .map(|v| format!(", version {old_version} -> {v}"))
+            .unwrap_or_default()
     );
     for (key, hash) in &after {
         if before.get(key) != Some(hash) {

@@ -1,5 +1,6 @@
 //! Rewriting a recipe file's pin in place: only the bytes of the `commit` value (and the
-//! `tag` label) change; comments, layout and every other field stay as they were.
+//! `tag` label, and the `version` when the new tree declares another) change; comments,
+//! layout and every other field stay as they were.
 
 use super::CommitSha;
 use super::diagnostic::SourceFile;
@@ -10,6 +11,23 @@ use super::diagnostic::SourceFile;
 pub struct NoPin {
     /// The file.
     pub file: String,
+}
+
+/// The text of `file` with its top-level `version` value, now `current`, set to
+/// `version`; None when the file has no such field holding `current`.
+pub fn set_version(file: &SourceFile, current: &str, version: &str) -> Option<String> {
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let span = file.find_field_from("version", 0)?;
+    let text = &*file.text;
+    if text[span.clone()] != quote(current) {
+        return None;
+    }
+    Some(format!(
+        "{}{}{}",
+        &text[..span.start],
+        quote(version),
+        &text[span.end..]
+    ))
 }
 
 /// The text of `file` with its commit set to `commit` and its tag label to `tag`.

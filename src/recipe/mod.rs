@@ -18,7 +18,7 @@ mod release;
 mod scaffold;
 
 pub use diagnostic::{Diagnostics, RecipeDiagnostic, SourceFile};
-pub use edit::{NoPin, set_pin};
+pub use edit::{NoPin, set_pin, set_version};
 pub use error::Error;
 pub use image_def::{BaseImage, Companion, ImageDef, PlatformDef, RecipeSelection, Toolchain};
 pub use license::{

@@ -45,6 +45,35 @@ fn bump_to_a_tag_rewrites_only_the_pin_and_lists_what_rebuilds() {
 }
 
 #[test]
+fn bump_takes_the_version_the_new_tree_declares() {
+    shared();
+    let ctx = TestContext::new().with_fixtures();
+    let before = fs_err::read_to_string(ctx.recipe_path("azb_hello")).unwrap();
+    assert!(before.contains("version: \"1.0\""), "{before}");
+    let control = fs_err::read_to_string(
+        repo_root().join("tests/fixtures/extensions/azb_hello/azb_hello.control"),
+    )
+    .unwrap()
+    .replace("default_version = '1.0'", "default_version = '2.1'");
+    ctx.commit_fixture("azb_hello", &[("azb_hello.control", &control)]);
+    ctx.tag_fixture("azb_hello", "v2.1");
+    let out = ctx.run(&["recipe", "bump", "azb_hello", "v2.1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("version 1.0 -> 2.1"),
+        "{}",
+        stderr(&out)
+    );
+    let after = fs_err::read_to_string(ctx.recipe_path("azb_hello")).unwrap();
+    assert!(
+        after.contains("version: \"2.1\"") && after.contains("tag: Some(\"v2.1\")"),
+        "{after}"
+    );
+    let show = ctx.ok(&["recipe", "show", "azb_hello"]);
+    assert!(show.contains("2.1"), "{show}");
+}
+
+#[test]
 fn bump_to_a_commit_takes_the_tag_that_names_it_if_any() {
     shared();
     let ctx = TestContext::new().with_fixtures();
