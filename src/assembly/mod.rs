@@ -87,6 +87,8 @@ pub fn image_request(
     }
     // Init SQL covers builtins too, which have no derivation.
     let recipes: Vec<&Recipe> = graph.order.iter().map(|r| &r.recipe).collect();
+    // Read once: a git status walks the whole checkout.
+    let checkout = checkout(&project.root);
     let mut images = Vec::new();
     let mut created_all = 0;
     for &platform in platforms {
@@ -165,7 +167,7 @@ pub fn image_request(
             created,
             labels: runtime::labels(&project.image, created)
                 .into_iter()
-                .chain(provenance_labels(project, &recipes, &built))
+                .chain(provenance_labels(checkout.as_ref(), &recipes, &built))
                 .collect(),
             run: RunConfig {
                 entrypoint: Some(vec![runtime::ENTRYPOINT_PATH.to_owned()]),
@@ -239,7 +241,7 @@ fn lock(project: &Project) -> Result<&crate::recipe::Lock, Error> {
 /// uncommitted change to a tracked file, `revision` (its HEAD) and `source` (its `origin`
 /// remote, without credentials).
 fn provenance_labels(
-    project: &Project,
+    checkout: Option<&(String, Option<String>)>,
     recipes: &[&Recipe],
     built: &ImageBuild,
 ) -> BTreeMap<String, String> {
@@ -261,10 +263,13 @@ fn provenance_labels(
         .collect::<Vec<_>>()
         .join(" AND ");
     let mut labels = BTreeMap::from([("org.opencontainers.image.licenses".to_owned(), expression)]);
-    if let Some((revision, source)) = checkout(&project.root) {
-        labels.insert("org.opencontainers.image.revision".to_owned(), revision);
+    if let Some((revision, source)) = checkout {
+        labels.insert(
+            "org.opencontainers.image.revision".to_owned(),
+            revision.clone(),
+        );
         if let Some(source) = source {
-            labels.insert("org.opencontainers.image.source".to_owned(), source);
+            labels.insert("org.opencontainers.image.source".to_owned(), source.clone());
         }
     }
     labels

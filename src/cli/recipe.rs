@@ -182,19 +182,7 @@ fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
     let (commit, tag) = fetcher
         .resolve(&args.git, &args.commit)
         .map_err(fetch_failure)?;
-    let tree = tempfile::Builder::new()
-        .prefix("recipe-add-")
-        .tempdir_in(store.layout().tmp())
-        .map_err(|e| {
-            Failure::environment(crate::fs::FsError::new(
-                "create a temp dir in",
-                store.layout().tmp(),
-                e,
-            ))
-        })?;
-    fetcher
-        .export(&args.git, commit, tree.path())
-        .map_err(Failure::environment)?;
+    let tree = export_tree(&fetcher, &store, &args.git, commit)?;
     let detected = crate::recipe::detect(&name, tree.path()).map_err(|e| match e {
         crate::recipe::ScaffoldError::UnknownKind { .. } => Failure::input(miette::miette!(
             help = "write the recipe by hand with `build: Script(script: \"...\")`",
@@ -261,6 +249,29 @@ fn fetch_failure(e: crate::fetch::Error) -> Failure {
     }
 }
 
+/// The tree of `url` at `commit`, exported into a temporary directory in the store's tmp/.
+fn export_tree(
+    fetcher: &Fetcher,
+    store: &crate::store::Store,
+    url: &str,
+    commit: crate::recipe::CommitSha,
+) -> Result<tempfile::TempDir, Failure> {
+    let tree = tempfile::Builder::new()
+        .prefix("recipe-tree-")
+        .tempdir_in(store.layout().tmp())
+        .map_err(|e| {
+            Failure::environment(crate::fs::FsError::new(
+                "create a temp dir in",
+                store.layout().tmp(),
+                e,
+            ))
+        })?;
+    fetcher
+        .export(url, commit, tree.path())
+        .map_err(Failure::environment)?;
+    Ok(tree)
+}
+
 fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
     let Some(loaded) = project.recipes.get(name) else {
@@ -282,19 +293,7 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
         .map_err(fetch_failure)?;
     // The version the new tree declares (as `recipe add` reads it), so version-info and
     // the SBOM name the right one.
-    let tree = tempfile::Builder::new()
-        .prefix("recipe-bump-")
-        .tempdir_in(store.layout().tmp())
-        .map_err(|e| {
-            Failure::environment(crate::fs::FsError::new(
-                "create a temp dir in",
-                store.layout().tmp(),
-                e,
-            ))
-        })?;
-    fetcher
-        .export(loaded.recipe.url(), commit, tree.path())
-        .map_err(Failure::environment)?;
+    let tree = export_tree(&fetcher, &store, loaded.recipe.url(), commit)?;
     let top = match &loaded.recipe.subdir {
         Some(subdir) => tree.path().join(subdir),
         None => tree.path().to_owned(),

@@ -409,11 +409,7 @@ mod tests {
         let url = up.path().display().to_string();
         let mirror = fetcher.ensure(&url, main).unwrap();
         let fetched = Repository::open_bare(&mirror).unwrap();
-        let refs: Vec<String> = fetched
-            .references()
-            .unwrap()
-            .map(|r| r.unwrap().name().unwrap().to_owned())
-            .collect();
+        let refs = ref_names(&fetched);
         assert!(
             refs.iter().all(|r| !r.starts_with("refs/pull/")),
             "{refs:?}"
@@ -425,6 +421,14 @@ mod tests {
         for pin in [tagged, hidden] {
             fetcher.ensure(&url, pin).unwrap();
         }
+    }
+
+    /// The names of every ref of `repo`.
+    fn ref_names(repo: &Repository) -> Vec<String> {
+        repo.references()
+            .unwrap()
+            .map(|r| r.unwrap().name().unwrap().to_owned())
+            .collect()
     }
 
     /// `git daemon` serving `base` on a free loopback port, killed when dropped.
@@ -490,11 +494,7 @@ mod tests {
         let oid = |c: CommitSha| Oid::from_bytes(c.as_bytes()).unwrap();
         assert!(fetched.find_commit(oid(hidden)).is_ok());
         assert!(fetched.find_commit(oid(main)).is_ok(), "with its history");
-        let refs: Vec<String> = fetched
-            .references()
-            .unwrap()
-            .map(|r| r.unwrap().name().unwrap().to_owned())
-            .collect();
+        let refs = ref_names(&fetched);
         assert!(
             !refs.iter().any(|r| r.starts_with("refs/other/")),
             "fetched by id, not through every ref: {refs:?}"
