@@ -2,7 +2,8 @@
 //! artifact's stored object and layer, the runtime files (version-info, SBOM, entrypoint,
 //! smoke test, init scripts), the runtime packages, tags and labels; for a companion image
 //! (PgBouncer, the exporter), its packages, files and run settings. The result is an
-//! [`ImageRequest`] for the image module.
+//! [`ImageRequest`] for the image module; for extension images, one
+//! [`crate::image::ExtensionImage`] per extension.
 //!
 //! Owns the rules that join a build to an image (which base, which packages, which files,
 //! which tags). Never builds, never writes an image, and reads the store only through its
@@ -10,6 +11,9 @@
 //! registry base).
 
 mod companion;
+mod extensions;
+
+pub use extensions::extension_images;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

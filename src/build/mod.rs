@@ -20,7 +20,7 @@ mod scheduler;
 mod toolchain;
 mod tree;
 
-pub use builder::{Docker, ImageMaker, image_tag, resolve_lock, toolchain_hash};
+pub use builder::{DISTRIBUTION, Docker, ImageMaker, image_tag, resolve_lock, toolchain_hash};
 pub use docker::{DockerExecutor, Limits};
 pub use error::Error;
 pub use executor::{Executor, Sandbox, SessionSpec, Step, log_tail};

@@ -233,12 +233,14 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub platform: PlatformArg,
     /// Where to write the image: oci:DIR (OCI layout, multi-arch), docker-archive:FILE
-    /// (one platform, for `docker load`) or registry:HOST/REPO[:TAG] (pushed, multi-arch,
+    /// (one platform, for `docker load`), registry:HOST/REPO[:TAG] (pushed, multi-arch,
     /// under the image's tags and TAG; blobs the registry has are skipped or mounted from
-    /// an oci:// cache on it). Without it, only the store is filled.
+    /// an oci:// cache on it), or extensions:DIR (one image per extension, its files at
+    /// the image root for CloudNativePG, as the OCI layout DIR/<extension>). Without it,
+    /// only the store is filled.
     #[arg(
         long,
-        value_name = "oci:DIR|docker-archive:FILE|registry:HOST/REPO[:TAG]"
+        value_name = "oci:DIR|docker-archive:FILE|registry:HOST/REPO[:TAG]|extensions:DIR"
     )]
     pub output: Option<String>,
     /// Builds to run at once; default: the number of CPUs.

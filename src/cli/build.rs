@@ -18,28 +18,37 @@ use crate::image::{self, Output};
 use crate::recipe::{Platform, Project};
 use crate::store::Store;
 
+/// Where a build's result goes.
+enum Target {
+    /// An OCI layout or a docker-archive.
+    Image(Output),
+    /// Pushed to a registry (assembled as an OCI layout in the store's tmp/ first), with
+    /// an extra tag.
+    Registry(Box<crate::remote::Registry>, Option<String>),
+    /// One OCI layout per extension under this directory.
+    Extensions(std::path::PathBuf),
+}
+
+impl Target {
+    fn parse(text: &str) -> Result<Self, Failure> {
+        if let Some(rest) = text.strip_prefix("registry:") {
+            let (registry, tag) = registry_target(rest)?;
+            return Ok(Target::Registry(Box::new(registry), tag));
+        }
+        match text.strip_prefix("extensions:") {
+            Some(dir) if !dir.is_empty() => Ok(Target::Extensions(dir.into())),
+            _ => text.parse().map(Target::Image).map_err(Failure::input),
+        }
+    }
+}
+
 /// Runs `azb build`.
 pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
-    // `registry:HOST/REPO[:TAG]`: assembled as an OCI layout in the store's tmp/, then
-    // pushed.
-    let registry = args
-        .output
-        .as_deref()
-        .and_then(|text| text.strip_prefix("registry:"))
-        .map(registry_target)
-        .transpose()?;
-    let output: Option<Output> = match &registry {
-        Some(_) => None,
-        None => args
-            .output
-            .as_deref()
-            .map(|text| text.parse().map_err(Failure::input))
-            .transpose()?,
-    };
+    let target = args.output.as_deref().map(Target::parse).transpose()?;
     let project = settings::load_project(global)?;
     let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
     let platforms = settings::platforms(args.platform, &project)?;
-    if matches!(output, Some(Output::DockerArchive(_))) && platforms.len() != 1 {
+    if matches!(target, Some(Target::Image(Output::DockerArchive(_)))) && platforms.len() != 1 {
         return Err(Failure::input(miette::miette!(
             help = "pass --platform amd64 or --platform arm64, or use --output oci:DIR for all platforms",
             "a docker-archive holds one platform, but {} are selected",
@@ -88,51 +97,102 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
             outcome.artifacts.len() - outcome.built.len() - outcome.substituted.len()
         );
     }
-    if let Some((target, tag)) = registry {
-        let request =
-            assembly::image_request(&store, &project, &graph, &plan, &outcome, &platforms)
-                .map_err(assembly_request_failure)?;
-        let layout = tempfile::Builder::new()
-            .prefix("push-")
-            .tempdir_in(store.layout().tmp())
-            .map_err(Failure::environment)?;
-        let summary = image::assemble(&request, &Output::OciDir(layout.path().to_owned()))
-            .map_err(assembly_failure)?;
-        let mut tags = request.tags.clone();
-        tags.extend(tag);
-        let mount_from: Vec<String> = global
-            .cache_config()?
-            .substituters
-            .iter()
-            .filter_map(|url| crate::remote::Registry::check(url).ok())
-            .filter(|(host, _)| *host == target.registry())
-            .map(|(_, repository)| repository.to_owned())
-            .collect();
-        let pushed = target
-            .push_image(layout.path(), &request.tags[0], &tags, &mount_from)
-            .map_err(Failure::environment)?;
-        if !global.quiet {
-            eprintln!(
-                "azb: pushed {}/{} as {}: {} blob(s) uploaded, {} mounted, {} already there",
-                target.registry(),
-                target.repository(),
-                tags.join(", "),
-                pushed.uploaded,
-                pushed.mounted,
-                pushed.present
-            );
-        }
-        print_digests(&summary);
+    let Some(target) = target else {
         return Ok(());
-    }
-    if let Some(output) = output {
-        let request =
-            assembly::image_request(&store, &project, &graph, &plan, &outcome, &platforms)
-                .map_err(assembly_request_failure)?;
-        let summary = image::assemble(&request, &output).map_err(assembly_failure)?;
-        print_digests(&summary);
+    };
+    let request = || {
+        assembly::image_request(&store, &project, &graph, &plan, &outcome, &platforms)
+            .map_err(assembly_request_failure)
+    };
+    match target {
+        Target::Image(output) => {
+            let summary = image::assemble(&request()?, &output).map_err(assembly_failure)?;
+            print_digests(&summary);
+        }
+        Target::Registry(registry, tag) => {
+            let summary = push(global, &store, &request()?, &registry, tag)?;
+            print_digests(&summary);
+        }
+        Target::Extensions(dir) => {
+            let images =
+                assembly::extension_images(&store, &project, &graph, &plan, &outcome, &platforms)
+                    .map_err(assembly_request_failure)?;
+            write_extensions(global, &project, &images, &dir)?;
+        }
     }
     Ok(())
+}
+
+/// Writes the extension images under `dir`; stdout gets `<name>:<tag> <index digest>` per
+/// extension.
+fn write_extensions(
+    global: &GlobalSettings,
+    project: &Project,
+    images: &[image::ExtensionImage],
+    dir: &std::path::Path,
+) -> Result<(), Failure> {
+    if images.is_empty() {
+        return Err(Failure::input(miette::miette!(
+            help = "extension images are made of the recipes of kind Extension that the image definition selects",
+            "{} has no extension: there is nothing to write to {}",
+            project.image.name,
+            dir.display()
+        )));
+    }
+    let summaries = image::assemble_extensions(images, dir).map_err(assembly_failure)?;
+    for summary in &summaries {
+        println!("{}:{} {}", summary.name, summary.tag, summary.index_digest);
+    }
+    if !global.quiet {
+        eprintln!(
+            "azb: {} extension image(s) in {}",
+            summaries.len(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Assembles `request` as an OCI layout in the store's tmp/ and pushes it to `target`
+/// under the image's tags and `tag`.
+fn push(
+    global: &GlobalSettings,
+    store: &Store,
+    request: &image::ImageRequest,
+    target: &crate::remote::Registry,
+    tag: Option<String>,
+) -> Result<image::ImageSummary, Failure> {
+    let layout = tempfile::Builder::new()
+        .prefix("push-")
+        .tempdir_in(store.layout().tmp())
+        .map_err(Failure::environment)?;
+    let summary = image::assemble(request, &Output::OciDir(layout.path().to_owned()))
+        .map_err(assembly_failure)?;
+    let mut tags = request.tags.clone();
+    tags.extend(tag);
+    let mount_from: Vec<String> = global
+        .cache_config()?
+        .substituters
+        .iter()
+        .filter_map(|url| crate::remote::Registry::check(url).ok())
+        .filter(|(host, _)| *host == target.registry())
+        .map(|(_, repository)| repository.to_owned())
+        .collect();
+    let pushed = target
+        .push_image(layout.path(), &request.tags[0], &tags, &mount_from)
+        .map_err(Failure::environment)?;
+    if !global.quiet {
+        eprintln!(
+            "azb: pushed {}/{} as {}: {} blob(s) uploaded, {} mounted, {} already there",
+            target.registry(),
+            target.repository(),
+            tags.join(", "),
+            pushed.uploaded,
+            pushed.mounted,
+            pushed.present
+        );
+    }
+    Ok(summary)
 }
 
 /// `HOST/REPO[:TAG]` as a registry to push to and an extra tag.

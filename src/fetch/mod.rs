@@ -325,8 +325,14 @@ impl Fetcher {
         let found = repo
             .find_commit(oid)
             .map_err(|e| git("find the pinned commit in", e))?;
+        // No index: the mirror is bare, and builds of several platforms export the same
+        // source at once (writing the mirror's index, they would race on its lock).
         let mut checkout = git2::build::CheckoutBuilder::new();
-        checkout.target_dir(dest).force().recreate_missing(true);
+        checkout
+            .target_dir(dest)
+            .force()
+            .recreate_missing(true)
+            .update_index(false);
         repo.checkout_tree(found.as_object(), Some(&mut checkout))
             .map_err(|e| git("export the tree of", e))?;
         Ok(found.time().seconds())
@@ -390,6 +396,35 @@ mod tests {
             assert_eq!(
                 err::read_to_string(out.path().join("file.txt")).unwrap(),
                 content
+            );
+        }
+    }
+
+    #[test]
+    fn one_source_exports_to_many_builds_at_once() {
+        // Both platforms of a recipe export the same commit at the same moment.
+        let up = tempfile::tempdir().unwrap();
+        let [main, ..] = upstream(up.path());
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path()).unwrap();
+        let url = "https://example.invalid/up.git";
+        let mirrors = SourceMirrors::parse(&format!("{url}={}", up.path().display())).unwrap();
+        let fetcher = Fetcher::new(store, mirrors);
+        fetcher.ensure(url, main).unwrap();
+        let outs: Vec<_> = (0..16).map(|_| tempfile::tempdir().unwrap()).collect();
+        std::thread::scope(|scope| {
+            let exports: Vec<_> = outs
+                .iter()
+                .map(|out| scope.spawn(|| fetcher.export(url, main, out.path())))
+                .collect();
+            for export in exports {
+                assert_eq!(export.join().unwrap().unwrap(), 1_700_000_000);
+            }
+        });
+        for out in &outs {
+            assert_eq!(
+                err::read_to_string(out.path().join("file.txt")).unwrap(),
+                "main"
             );
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ArtifactLayer, Error, RuntimeFile};
 use crate::digest::Sha256;
-use crate::layer::{GzipLayer, NormalTar, elf, image_path, normal_mode, relative_path};
+use crate::layer::{GzipLayer, Layout, NormalTar, elf, normal_mode, relative_path};
 use crate::recipe::Platform;
 
 /// One entry of a layer.
@@ -128,6 +128,11 @@ impl LayerContent {
             .collect()
     }
 
+    /// Whether the layer has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Adds every entry of `other`; on the same path, `other` wins (as a later layer would).
     pub fn extend(&mut self, other: LayerContent) {
         self.entries.extend(other.entries);
@@ -139,14 +144,14 @@ impl LayerContent {
         self.entries.keys().map(String::as_str).collect()
     }
 
-    /// Reads an artifact's object and maps it onto the image's Debian layout, checking
+    /// Reads an artifact's object and maps it onto `layout`, checking
     /// every ELF file's machine against `platform` and reading what it needs at run time.
     /// Directories, files (0755 if any execute bit, else 0644) and symlinks are kept; hard
     /// links become copies of their target. With [`Keep::Paths`], files keep no content.
     pub fn from_artifact(
         artifact: &ArtifactLayer,
         platform: Platform,
-        pg_major: u32,
+        layout: Layout,
         keep: Keep,
     ) -> Result<(Self, Vec<ElfNeeds>), Error> {
         let name = artifact.name.as_str();
@@ -161,7 +166,7 @@ impl LayerContent {
                 path: text.clone().into_owned(),
             };
             let relative = relative_path(path).ok_or_else(outside)?;
-            image_path(&relative, pg_major).map_err(|_| outside().into())
+            layout.place(&relative).map_err(|_| outside().into())
         };
         let mut layer = Self::default();
         let mut needs: Vec<ElfNeeds> = Vec::new();
@@ -355,7 +360,8 @@ mod tests {
             ],
         );
         let (layer, _) =
-            LayerContent::from_artifact(&tar, Platform::Amd64, 18, Keep::Contents).unwrap();
+            LayerContent::from_artifact(&tar, Platform::Amd64, Layout::Debian(18), Keep::Contents)
+                .unwrap();
         assert_eq!(
             layer.paths(),
             [
@@ -391,20 +397,29 @@ mod tests {
     fn an_x86_64_library_is_refused_in_an_arm64_image() {
         let tar = artifact("foo", &[("lib/foo.so", &elf_header(62, true), 0o755)]);
         let error =
-            LayerContent::from_artifact(&tar, Platform::Arm64, 18, Keep::Contents).unwrap_err();
+            LayerContent::from_artifact(&tar, Platform::Arm64, Layout::Debian(18), Keep::Contents)
+                .unwrap_err();
         assert_eq!(
             error.to_string(),
             "x86-64 file lib/foo.so in artifact `foo` cannot go into a linux/arm64 image (it needs aarch64)"
         );
         let tar = artifact("foo", &[("lib/foo.so", &elf_header(183, false), 0o755)]);
-        assert!(LayerContent::from_artifact(&tar, Platform::Arm64, 18, Keep::Contents).is_ok());
+        assert!(
+            LayerContent::from_artifact(&tar, Platform::Arm64, Layout::Debian(18), Keep::Contents)
+                .is_ok()
+        );
     }
 
     #[test]
     fn paths_outside_the_artifact_layout_are_refused() {
         for bad in ["etc/passwd", "README", "../lib/x.so"] {
             let tar = artifact("bar", &[(bad, b"x", 0o644)]);
-            let error = LayerContent::from_artifact(&tar, Platform::Amd64, 18, Keep::Contents);
+            let error = LayerContent::from_artifact(
+                &tar,
+                Platform::Amd64,
+                Layout::Debian(18),
+                Keep::Contents,
+            );
             match error {
                 Err(e @ Error::Artifact(crate::layer::Error::ArtifactPath { .. })) => {
                     assert!(e.to_string().contains("artifact `bar` holds"), "{e}");
@@ -433,7 +448,8 @@ mod tests {
         builder.append_link(&mut h, "lib/c.so", "a.so").unwrap();
         let tar = artifact_from_tar("l", &builder.into_inner().unwrap());
         let (layer, _) =
-            LayerContent::from_artifact(&tar, Platform::Amd64, 18, Keep::Contents).unwrap();
+            LayerContent::from_artifact(&tar, Platform::Amd64, Layout::Debian(18), Keep::Contents)
+                .unwrap();
         let lib = "usr/lib/postgresql/18/lib";
         assert_eq!(
             layer.entries[&format!("{lib}/b.so")],

@@ -31,6 +31,7 @@
 mod archive;
 mod base;
 mod error;
+mod extension;
 mod layer;
 mod oci;
 mod packages;
@@ -49,9 +50,11 @@ use rayon::prelude::*;
 pub use crate::runtime::RuntimeFile;
 pub use base::created as base_created;
 pub use error::Error;
+pub use extension::{ExtensionImage, ExtensionPlatform, ExtensionSummary, assemble_extensions};
 pub use packages::RuntimePackage;
 
 use crate::digest::Sha256;
+use crate::layer::Layout;
 use crate::recipe::Platform;
 use base::Base;
 use layer::{Blob, BlobBytes, ElfNeeds, Keep, LayerContent};
@@ -259,7 +262,7 @@ fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
             } else {
                 Keep::Paths
             };
-            LayerContent::from_artifact(a, platform, image.pg_major, keep)
+            LayerContent::from_artifact(a, platform, Layout::Debian(image.pg_major), keep)
         })
         .collect::<Result<Vec<(LayerContent, Vec<ElfNeeds>)>, Error>>()?;
     let contents = packages::BaseContents::read(&base)?;
@@ -382,17 +385,7 @@ fn store(sealed: Sealed<'_>, blobs: &mut Blobs) -> Result<Assembled, Error> {
     let (added, compressed): (Vec<AddedLayer>, Vec<Blob>) = layers.into_iter().unzip();
     for blob in compressed {
         digests.push(blob.digest);
-        descriptors.push(match blob.bytes {
-            BlobBytes::Memory(bytes) => blobs.add_bytes(MediaType::ImageLayerGzip, bytes),
-            BlobBytes::File(path) => {
-                blobs.add_file(blob.digest, path, blob.size);
-                Descriptor::new(
-                    MediaType::ImageLayerGzip,
-                    blob.size,
-                    blob.digest.oci_digest(),
-                )
-            }
-        });
+        descriptors.push(blobs.add_layer(blob));
     }
     let config = oci::config(
         &base.config,

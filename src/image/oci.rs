@@ -14,6 +14,7 @@ use oci_spec::image::{
 use serde::Serialize;
 
 use super::Error;
+use super::layer::{Blob, BlobBytes};
 use crate::digest::{HashingWriter, Sha256};
 use crate::fs::{FsError, err, write_atomic};
 use crate::recipe::Platform;
@@ -47,7 +48,22 @@ impl Blobs {
         Descriptor::new(media_type, size, digest.oci_digest())
     }
 
-    /// Adds a blob file of a base layout.
+    /// Adds a gzip layer blob; returns its descriptor.
+    pub fn add_layer(&mut self, blob: Blob) -> Descriptor {
+        match blob.bytes {
+            BlobBytes::Memory(bytes) => self.add_bytes(MediaType::ImageLayerGzip, bytes),
+            BlobBytes::File(path) => {
+                self.add_file(blob.digest, path, blob.size);
+                Descriptor::new(
+                    MediaType::ImageLayerGzip,
+                    blob.size,
+                    blob.digest.oci_digest(),
+                )
+            }
+        }
+    }
+
+    /// Adds a blob file of a base layout or the store.
     pub fn add_file(&mut self, digest: Sha256, path: PathBuf, size: u64) {
         self.0.insert(digest, (BlobSource::File(path), size));
     }
@@ -157,24 +173,48 @@ pub(crate) fn config(
 
 /// The manifest of one platform's image, as canonical JSON.
 pub(crate) fn manifest(config: Descriptor, layers: Vec<Descriptor>) -> Vec<u8> {
-    let manifest = ImageManifestBuilder::default()
+    manifest_annotated(config, layers, &BTreeMap::new())
+}
+
+/// The manifest of one platform's image with `annotations` (none: no field), as canonical
+/// JSON.
+pub(crate) fn manifest_annotated(
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let mut manifest = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageManifest)
         .config(config)
         .layers(layers)
         .build()
         .expect("a manifest with schema version, config and layers is complete");
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(annotations.clone().into_iter().collect()));
+    }
     canonical_json(&manifest)
 }
 
 /// An image index over `manifests`, as canonical JSON.
 pub(crate) fn index(manifests: Vec<Descriptor>) -> Vec<u8> {
-    let index = ImageIndexBuilder::default()
+    index_annotated(manifests, &BTreeMap::new())
+}
+
+/// An image index over `manifests` with `annotations` (none: no field), as canonical JSON.
+pub(crate) fn index_annotated(
+    manifests: Vec<Descriptor>,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    let mut index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)
         .manifests(manifests)
         .build()
         .expect("an index with schema version and manifests is complete");
+    if !annotations.is_empty() {
+        index.set_annotations(Some(annotations.clone().into_iter().collect()));
+    }
     canonical_json(&index)
 }
 
@@ -197,10 +237,6 @@ pub(crate) fn annotated(descriptor: &Descriptor, pairs: &[(&str, String)]) -> De
     d
 }
 
-/// The layout's index.json (see the module docs of `image`): with several platforms a
-/// nested index (added to `blobs`, digest returned) under each tag, plus each platform's
-/// manifest as `<first tag>-<arch>`; with one platform its manifest under each tag and as
-/// `<first tag>-<arch>`.
 /// The media type of the SBOMs attached to images (CycloneDX JSON).
 pub(crate) const SBOM_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
 
@@ -238,6 +274,10 @@ pub(crate) fn referrers_tag(subject: &Descriptor) -> String {
     subject.digest().to_string().replace(':', "-")
 }
 
+/// The layout's index.json (see the module docs of `image`): with several platforms a
+/// nested index (added to `blobs`, digest returned) under each tag, plus each platform's
+/// manifest as `<first tag>-<arch>`; with one platform its manifest under each tag and as
+/// `<first tag>-<arch>`.
 pub(crate) fn layout_index(
     blobs: &mut Blobs,
     tags: &[String],

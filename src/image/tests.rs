@@ -463,8 +463,13 @@ fn the_layer_the_store_makes_is_the_one_assembly_would_make() {
         layer: None,
         mtime: real.source_time,
     };
-    let (content, needs) =
-        LayerContent::from_artifact(&artifact, Platform::Amd64, 18, Keep::Contents).unwrap();
+    let (content, needs) = LayerContent::from_artifact(
+        &artifact,
+        Platform::Amd64,
+        Layout::Debian(18),
+        Keep::Contents,
+    )
+    .unwrap();
     let made = content.seal(real.source_time).unwrap();
     assert_eq!(
         (made.digest, made.diff_id, made.size),

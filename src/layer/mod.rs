@@ -11,7 +11,8 @@
 //! - Artifact paths map onto the Debian layout (`N` = `pg_major`): `lib/` and `bin/` to
 //!   `/usr/lib/postgresql/N/{lib,bin}/`, `share/` to `/usr/share/postgresql/N/`,
 //!   `licenses/<name>/` to `/usr/share/doc/azb/<name>/`; `include/` stays out of images
-//!   (dependent builds get it from the object), anything else is an error.
+//!   (dependent builds get it from the object), anything else is an error. An extension
+//!   image ([`Layout::Root`]) keeps the artifact's own paths at its root instead.
 //! - gzip: no file name, mtime 0, OS "unknown", level [`GZIP_LEVEL`]; the same tar always
 //!   gives the same blob.
 
@@ -28,7 +29,7 @@ use crate::fs::FsError;
 use crate::recipe::Platform;
 
 pub use gzip::{GZIP_LEVEL, GzipLayer, LayerDigests};
-pub use map::{OutsideLayout, image_path, relative_path};
+pub use map::{Layout, OutsideLayout, image_path, relative_path};
 pub use tar::{NormalTar, normal_mode};
 pub use walk::{Node, walk};
 

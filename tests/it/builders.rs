@@ -84,7 +84,7 @@ fn builder_containers_build_both_platforms_and_the_artifacts_load_into_postgres(
 }
 
 /// Adds `build_packages` to the recipe file of `name`.
-fn add_build_packages(ctx: &TestContext, name: &str, packages: &str) {
+pub fn add_build_packages(ctx: &TestContext, name: &str, packages: &str) {
     let path = ctx.recipe_path(name);
     let text = fs_err::read_to_string(&path).unwrap().replace(
         "    depends:",
@@ -330,7 +330,7 @@ impl Booted {
 }
 
 /// BLAKE2b-256 of "abc" (RFC 7693's test input), as Python's hashlib computes it.
-const BLAKE2B_ABC: &str = "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319";
+pub const BLAKE2B_ABC: &str = "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319";
 
 #[test]
 fn an_extension_linking_a_debian_library_carries_its_runtime_package_on_both_platforms() {

@@ -8,6 +8,7 @@ mod catalog;
 mod context;
 mod demo;
 mod errors;
+mod extensions;
 mod firstboot;
 mod image;
 mod initdb;
