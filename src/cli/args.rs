@@ -65,6 +65,28 @@ pub enum Command {
     /// The remote cache: keys, pushing, and what the store holds.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The Compose stacks under stacks/.
+    #[command(subcommand)]
+    Stack(StackCommand),
+}
+
+/// `azb stack ...`.
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Build every image the stack's compose.yml runs that an image definition of the
+    /// project makes (the PostgreSQL image, PgBouncer, the exporter) and `docker load`
+    /// them; prints each loaded reference.
+    Load {
+        /// The stack: a directory under stacks/ holding compose.yml (single, primary,
+        /// replica).
+        stack: String,
+        /// The platform to build and load; default: the Docker engine's machine.
+        #[arg(long, value_enum)]
+        platform: Option<PlatformArg>,
+        /// Builds to run at once; default: the number of CPUs.
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+    },
 }
 
 /// `azb cache ...`.
@@ -227,7 +249,7 @@ pub enum PlatformArg {
 }
 
 /// `azb build`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Platform to build for.
     #[arg(long, value_enum, default_value = "all")]

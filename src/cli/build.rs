@@ -44,6 +44,15 @@ impl Target {
 
 /// Runs `azb build`.
 pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
+    for line in execute(global, args)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Builds and writes what `args` ask for; returns stdout's lines (digests, extension
+/// images), for the caller to print or not.
+pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>, Failure> {
     let target = args.output.as_deref().map(Target::parse).transpose()?;
     let project = settings::load_project(global)?;
     let graph = Graph::resolve(&project.recipes, &project.image.recipes).map_err(Failure::input)?;
@@ -98,7 +107,7 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
         );
     }
     let Some(target) = target else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let request = || {
         assembly::image_request(&store, &project, &graph, &plan, &outcome, &platforms)
@@ -107,30 +116,29 @@ pub fn run(global: &GlobalSettings, args: &BuildArgs) -> Result<(), Failure> {
     match target {
         Target::Image(output) => {
             let summary = image::assemble(&request()?, &output).map_err(assembly_failure)?;
-            print_digests(&summary);
+            Ok(digests(&summary))
         }
         Target::Registry(registry, tag) => {
             let summary = push(global, &store, &request()?, &registry, tag)?;
-            print_digests(&summary);
+            Ok(digests(&summary))
         }
         Target::Extensions(dir) => {
             let images =
                 assembly::extension_images(&store, &project, &graph, &plan, &outcome, &platforms)
                     .map_err(assembly_request_failure)?;
-            write_extensions(global, &project, &images, &dir)?;
+            write_extensions(global, &project, &images, &dir)
         }
     }
-    Ok(())
 }
 
-/// Writes the extension images under `dir`; stdout gets `<name>:<tag> <index digest>` per
+/// Writes the extension images under `dir`; returns `<name>:<tag> <index digest>` per
 /// extension.
 fn write_extensions(
     global: &GlobalSettings,
     project: &Project,
     images: &[image::ExtensionImage],
     dir: &std::path::Path,
-) -> Result<(), Failure> {
+) -> Result<Vec<String>, Failure> {
     if images.is_empty() {
         return Err(Failure::input(miette::miette!(
             help = "extension images are made of the recipes of kind Extension that the image definition selects",
@@ -140,9 +148,6 @@ fn write_extensions(
         )));
     }
     let summaries = image::assemble_extensions(images, dir).map_err(assembly_failure)?;
-    for summary in &summaries {
-        println!("{}:{} {}", summary.name, summary.tag, summary.index_digest);
-    }
     if !global.quiet {
         eprintln!(
             "azb: {} extension image(s) in {}",
@@ -150,7 +155,10 @@ fn write_extensions(
             dir.display()
         );
     }
-    Ok(())
+    Ok(summaries
+        .iter()
+        .map(|s| format!("{}:{} {}", s.name, s.tag, s.index_digest))
+        .collect())
 }
 
 /// Assembles `request` as an OCI layout in the store's tmp/ and pushes it to `target`
@@ -229,14 +237,14 @@ fn assembly_failure(e: image::Error) -> Failure {
 }
 
 /// The image index's digest, else each platform's manifest digest: stdout's data.
-fn print_digests(summary: &image::ImageSummary) {
+fn digests(summary: &image::ImageSummary) -> Vec<String> {
     match &summary.index_digest {
-        Some(digest) => println!("{digest}"),
-        None => {
-            for (_, digest) in &summary.manifests {
-                println!("{digest}");
-            }
-        }
+        Some(digest) => vec![digest.to_string()],
+        None => summary
+            .manifests
+            .iter()
+            .map(|(_, digest)| digest.to_string())
+            .collect(),
     }
 }
 

@@ -15,6 +15,7 @@ mod plan;
 mod progress;
 mod recipe;
 mod settings;
+mod stack;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -146,6 +147,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         args::Command::Gen { check } => gen_files::run(&global()?, check),
         args::Command::Lock(args::LockCommand::Update) => lock::update(&global()?),
         args::Command::Cache(ref command) => cache::run(&global()?, command),
+        args::Command::Stack(args::StackCommand::Load {
+            ref stack,
+            platform,
+            jobs,
+        }) => stack::load(&global()?, stack, platform, jobs),
         // Needs no project.
         args::Command::Autoconfig(ref args) => autoconfig::run(args),
     }

@@ -15,7 +15,7 @@ use crate::remote::{CacheConfig, Remote};
 use crate::store::Store;
 
 /// Settings every command shares, resolved.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GlobalSettings {
     /// Project root.
     pub project: PathBuf,

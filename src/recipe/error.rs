@@ -29,6 +29,15 @@ pub enum Error {
         /// Where it was expected.
         path: PathBuf,
     },
+    /// No Compose stack of that name.
+    #[error("no stack `{stack}`: there is no stacks/{stack}/compose.yml")]
+    #[diagnostic(help("the project's stacks: {available}"))]
+    NoStack {
+        /// The name asked for.
+        stack: String,
+        /// The stacks there are, comma-separated.
+        available: String,
+    },
 }
 
 impl From<Vec<RecipeDiagnostic>> for Error {

@@ -137,10 +137,19 @@ impl Project {
     /// The Debian packages of every companion image defined under `stacks/` (the lock
     /// covers them all, whichever image definition a command was given).
     pub fn companion_packages(&self) -> Result<BTreeSet<String>, Error> {
+        Ok(self
+            .image_definitions()?
+            .into_iter()
+            .flat_map(|(_, image)| image.companion.into_iter().flat_map(|c| c.packages))
+            .collect())
+    }
+
+    /// Every image definition under `stacks/` (`*.ron`), with its file, by file name.
+    fn image_definitions(&self) -> Result<Vec<(PathBuf, ImageDef)>, Error> {
         let dir = self.root.join("stacks");
-        let mut packages = BTreeSet::new();
+        let mut found = Vec::new();
         if !dir.is_dir() {
-            return Ok(packages);
+            return Ok(found);
         }
         for entry in sorted_entries(&dir)? {
             let path = entry.path();
@@ -149,15 +158,88 @@ impl Project {
             }
             let file = read_source(&path, path.strip_prefix(&self.root).unwrap_or(&path))?;
             let image: ImageDef = parse(&file, "image definition fields").map_err(Error::One)?;
-            packages.extend(image.companion.into_iter().flat_map(|c| c.packages));
+            found.push((path, image));
         }
-        Ok(packages)
+        Ok(found)
+    }
+
+    /// The images the Compose stack `stacks/<stack>/compose.yml` runs: each `image:` of
+    /// the file (the default of a `${VAR:-default}`) whose repository is the name of this
+    /// project's image definition (at `image_path`) or of one under `stacks/`. Images no
+    /// definition makes are listed apart.
+    pub fn stack_images(&self, image_path: &Path, stack: &str) -> Result<StackImages, Error> {
+        let compose = self.root.join("stacks").join(stack).join("compose.yml");
+        let valid = !stack.is_empty() && !stack.contains(['/', '\\']) && stack != "..";
+        if !valid || !compose.is_file() {
+            let mut available = Vec::new();
+            for entry in sorted_entries(&self.root.join("stacks"))? {
+                if entry.path().join("compose.yml").is_file() {
+                    available.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            return Err(Error::NoStack {
+                stack: stack.to_owned(),
+                available: available.join(", "),
+            });
+        }
+        let text = err::read_to_string(&compose).map_err(|e| FsError::new("read", &compose, e))?;
+        let mut definitions = vec![(image_path.to_owned(), self.image.name.clone())];
+        definitions.extend(
+            self.image_definitions()?
+                .into_iter()
+                .map(|(path, image)| (path, image.name)),
+        );
+        let mut images = StackImages::default();
+        for reference in compose_images(&text) {
+            let repository = reference
+                .rsplit_once(':')
+                .filter(|(_, tag)| !tag.contains('/'))
+                .map_or(reference.as_str(), |(repository, _)| repository);
+            match definitions.iter().find(|(_, name)| name == repository) {
+                Some((path, name)) => {
+                    if !images.made.iter().any(|(_, n)| n == name) {
+                        images.made.push((path.clone(), name.clone()));
+                    }
+                }
+                None => images.elsewhere.push(reference),
+            }
+        }
+        Ok(images)
     }
 
     /// A path from the image definition, resolved against the project root.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
+}
+
+/// What a Compose stack runs (see [`Project::stack_images`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackImages {
+    /// The image definitions that make its images, with their names, in the file's order.
+    pub made: Vec<(PathBuf, String)>,
+    /// Images it names that no definition of the project makes.
+    pub elsewhere: Vec<String>,
+}
+
+/// The images a Compose file names: each `image:` value, the default of a
+/// `${VAR:-default}` (or `${VAR-default}`) when it is one.
+fn compose_images(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("image:"))
+        .map(|value| {
+            let value = value.trim().trim_matches(['"', '\'']);
+            match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                Some(inner) => inner
+                    .split_once(":-")
+                    .or_else(|| inner.split_once('-'))
+                    .map_or("", |(_, default)| default)
+                    .to_owned(),
+                None => value.to_owned(),
+            }
+        })
+        .filter(|value| !value.is_empty())
+        .collect()
 }
 
 /// Reads `path`, naming it `shown` in diagnostics.
@@ -437,7 +519,16 @@ pub fn is_version(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_relative_subdir, is_version};
+    use super::{compose_images, is_relative_subdir, is_version};
+
+    #[test]
+    fn a_compose_file_names_its_images_through_the_variable_defaults() {
+        let text = "services:\n  a:\n    image: ${AZB_IMAGE:-azb/postgres:18}\n  b:\n    image: \"plain/one:2\"\n  c:\n    image: ${NO_DEFAULT}\n  d:\n    image: ${DASH-x/y}\n";
+        assert_eq!(
+            compose_images(text),
+            ["azb/postgres:18", "plain/one:2", "x/y"]
+        );
+    }
 
     #[test]
     fn a_subdir_stays_inside_the_source() {

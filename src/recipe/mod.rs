@@ -25,7 +25,9 @@ pub use license::{
     is_license_expression, is_license_file, is_recognised_id, license_of_text, license_of_texts,
     license_of_tree,
 };
-pub use load::{LoadedRecipe, Project, RecipeSet, is_relative_subdir, is_version, load_recipes};
+pub use load::{
+    LoadedRecipe, Project, RecipeSet, StackImages, is_relative_subdir, is_version, load_recipes,
+};
 pub use lock::{
     Builders as LockedBuilders, EMULATED_PREFIX, LOCK_FILE, LOCK_VERSION, Lock, LockProblem,
     LockedPackage, PlatformLock, set_key,

@@ -255,6 +255,17 @@ if [ "${1:-}" = --print ]; then
   exit 0
 fi
 
+# The stacks' one-shot config-check service: the settings this environment gives, or why it
+# gives none, before the server's own container is created (a bad value then stops
+# `docker-compose up` with this message instead of a server that restarts forever).
+if [ "${1:-}" = --check ]; then
+  if ! settings=$( (compute) ); then
+    exit 78
+  fi
+  printf '%s\nazb-entrypoint: the configuration is valid\n' "$settings"
+  exit 0
+fi
+
 case "${1:-postgres}" in
   -*) set -- postgres "$@" ;;
 esac

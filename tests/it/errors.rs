@@ -348,3 +348,26 @@ fn a_companion_image_definition_names_each_mistake_at_its_place() {
         assert!(err.contains(wanted), "{wanted}:\n{err}");
     }
 }
+
+#[test]
+fn stack_load_of_a_stack_that_is_not_there_names_the_ones_that_are() {
+    let ctx = TestContext::new();
+    for stack in ["one", "two"] {
+        fs_err::create_dir_all(ctx.root().join("stacks").join(stack)).unwrap();
+        fs_err::write(
+            ctx.root().join("stacks").join(stack).join("compose.yml"),
+            "services: {}\n",
+        )
+        .unwrap();
+    }
+    for name in ["nosuch", "../stacks", ""] {
+        let out = ctx.run(&["stack", "load", name, "--platform", "amd64"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        let text = stderr(&out);
+        assert!(
+            text.contains(&format!("no stack `{name}`")) && text.contains("one, two"),
+            "{text}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -21,7 +21,7 @@ struct Images {
     exporter: String,
 }
 
-/// Builds the images once per test process (amd64) and loads them.
+/// Builds the images once per test process (amd64) and loads them, with `azb stack load`.
 fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
@@ -40,27 +40,25 @@ fn images() -> &'static Images {
         fs_err::write(ctx.root().join("builders.lock"), lock).unwrap();
         let commit = ctx.commit_fixture("azb_hello", &[]);
         ctx.write_recipe(crate::context::RecipeSpec::new("azb_hello", commit));
-        let load = |image: &str, reference: String| {
-            let archive = ctx.root().join(format!("{image}.tar"));
-            let definition = ctx.root().join(format!("stacks/{image}.ron"));
-            ctx.ok(&[
-                "--image",
-                definition.to_str().unwrap(),
-                "build",
-                "--platform",
-                "amd64",
-                "--output",
-                &format!("docker-archive:{}", archive.display()),
-            ]);
-            let loaded = run(Command::new("docker").arg("load").arg("-i").arg(&archive));
-            assert!(loaded.contains(&reference), "{loaded}");
-            reference
+        // The project's primary stack names this process's images, so `azb stack load`
+        // finds the three definitions that make them.
+        let compose = ctx.root().join("stacks/primary/compose.yml");
+        let text = fs_err::read_to_string(&compose).unwrap();
+        assert!(text.contains(":-azb/pgbouncer:latest}"), "{text}");
+        fs_err::write(&compose, text.replace(":-azb/", &format!(":-azb-{tag}/"))).unwrap();
+        let loaded = ctx.ok(&["stack", "load", "primary", "--platform", "amd64"]);
+        let images = Images {
+            postgres: format!("azb-{tag}/postgres:18"),
+            pgbouncer: format!("azb-{tag}/pgbouncer:latest"),
+            exporter: format!("azb-{tag}/postgres-exporter:latest"),
         };
-        Images {
-            postgres: load("image", format!("azb-{tag}/postgres:18")),
-            pgbouncer: load("pgbouncer", format!("azb-{tag}/pgbouncer:latest")),
-            exporter: load("exporter", format!("azb-{tag}/postgres-exporter:latest")),
+        for reference in [&images.postgres, &images.pgbouncer, &images.exporter] {
+            assert!(
+                loaded.lines().any(|l| l == reference),
+                "{reference}: {loaded}"
+            );
         }
+        images
     })
 }
 
@@ -173,8 +171,9 @@ impl Stack {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `up -d`, then waits until every container's health check passes; fails with the
-    /// logs when one does not within `limit`. Returns how long that took.
+    /// `up -d`, then waits until every long-running container's health check passes (the
+    /// one-shot checks have exited 0 by then); fails with the logs when one does not
+    /// within `limit`. Returns how long that took.
     fn up(&self, limit: Duration) -> Duration {
         let start = Instant::now();
         self.compose_ok(&["up", "-d"]);
@@ -189,10 +188,13 @@ impl Stack {
                 .args([
                     "inspect",
                     "-f",
-                    "{{.State.Status}} {{.State.Health.Status}}",
+                    "{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}",
                 ])
                 .args(&ids));
-            if states.lines().all(|l| l == "running healthy") {
+            if states
+                .lines()
+                .all(|l| l == "running 0 healthy" || l == "exited 0 none")
+            {
                 return start.elapsed();
             }
             if start.elapsed() > limit {
@@ -442,4 +444,51 @@ fn a_replica_stack_streams_from_the_primary_stack_refuses_writes_and_catches_up(
             .ok()
             .filter(|s| s == "streaming")
     });
+}
+
+#[test]
+fn a_bad_env_stops_up_with_the_stacks_own_message_and_starts_no_server() {
+    let images = images();
+    // A memory size that is not one.
+    let env = vec![
+        ("AZB_IMAGE", images.postgres.clone()),
+        ("POSTGRES_PASSWORD", PASSWORD.to_owned()),
+        ("POSTGRES_PORT", free_port().to_string()),
+        ("POSTGRES_MEMORY", "lots".to_owned()),
+    ];
+    let stack = Stack::new("single", &["compose.yml"], &env);
+    let up = stack.compose(&["up", "-d"]);
+    assert!(!up.status.success(), "up accepted POSTGRES_MEMORY=lots");
+    assert!(
+        stderr(&up).contains("exited with code 78"),
+        "{}",
+        stderr(&up)
+    );
+    let logs = stack.compose_ok(&["logs", "--no-color", "config-check"]);
+    assert!(
+        logs.contains("POSTGRES_MEMORY must be a whole number of megabytes, got 'lots'"),
+        "{logs}"
+    );
+    // Not a crash loop: the server's container was never made.
+    assert_eq!(stack.compose_ok(&["ps", "-q", "postgres"]).trim(), "");
+
+    // A password the exporter cannot use stops the primary stack before PostgreSQL starts.
+    let mut env = primary_env(images);
+    for (key, value) in &mut env {
+        if *key == "POSTGRES_PASSWORD" {
+            *value = "it's".to_owned();
+        }
+    }
+    let stack = Stack::new("primary", &["compose.yml"], &env);
+    let up = stack.compose(&["up", "-d"]);
+    assert!(!up.status.success(), "up accepted the password");
+    let logs = stack.compose_ok(&["logs", "--no-color", "exporter-check"]);
+    assert!(logs.contains("postgres_exporter 0.11 cannot use"), "{logs}");
+    for service in ["postgres", "pgbouncer", "exporter"] {
+        assert_eq!(
+            stack.compose_ok(&["ps", "-q", service]).trim(),
+            "",
+            "{service}"
+        );
+    }
 }

@@ -122,6 +122,28 @@ fn check_services(stack: &str, config: &Value) {
         if let Some(deploy) = service.pointer("/deploy/resources/limits/memory") {
             assert_eq!(megabytes(deploy), megabytes(limit), "{what}");
         }
+        // One-shot checks run once per `up` and stop: no restart, no health check.
+        if service["restart"] == "no" {
+            assert!(
+                name.ends_with("-check"),
+                "{what}: a one-shot service that checks nothing"
+            );
+            assert!(service.get("healthcheck").is_none(), "{what}");
+            continue;
+        }
+        assert_eq!(service["restart"], "unless-stopped", "{what}");
+        // A long-running service starts only once every check of the stack passed.
+        for (check, _) in services.iter().filter(|(n, _)| n.ends_with("-check")) {
+            let waits = service["depends_on"][check.as_str()]["condition"]
+                == "service_completed_successfully"
+                || service["depends_on"].as_object().is_some_and(|d| {
+                    d.keys().any(|other| {
+                        !other.ends_with("-check")
+                            && services[other.as_str()]["depends_on"][check.as_str()].is_object()
+                    })
+                });
+            assert!(waits, "{what}: starts without waiting for {check}");
+        }
         // Health: checked by a real command.
         let test = &service["healthcheck"]["test"];
         let words: Vec<&str> = test
@@ -216,7 +238,20 @@ fn the_primary_stack_wires_pgbouncer_the_exporter_and_replication() {
     let config = rendered("primary", &["compose.yml"], &[]);
     let services = &config["services"];
     let names: Vec<&String> = services.as_object().unwrap().keys().collect();
-    assert_eq!(names, ["exporter", "pgbouncer", "postgres"]);
+    assert_eq!(
+        names,
+        [
+            "config-check",
+            "exporter",
+            "exporter-check",
+            "pgbouncer",
+            "postgres"
+        ]
+    );
+    assert_eq!(
+        services["exporter-check"]["environment"]["DATA_SOURCE_PASS"],
+        services["exporter"]["environment"]["DATA_SOURCE_PASS"]
+    );
 
     let postgres = &services["postgres"];
     assert_eq!(postgres["environment"]["REPLICATION_USER"], "replicator");
@@ -515,4 +550,57 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
             files.push(path);
         }
     }
+}
+
+/// Runs `script` (a stack's entrypoint) with `args` and only `env`.
+fn script(script: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo_root().join(script))
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        // No image here: no module directory, no preload list.
+        .env("AZB_PG_LIBDIR", "")
+        .env("AZB_PRELOAD_FILE", "");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_config_checks_refuse_a_bad_env_with_exit_78_and_pass_a_good_one() {
+    let entrypoint = "stacks/runtime/azb-entrypoint.sh";
+    for (memory, message) in [
+        (
+            "lots",
+            "POSTGRES_MEMORY must be a whole number of megabytes, got 'lots'",
+        ),
+        ("100", "POSTGRES_MEMORY must be at least 512"),
+    ] {
+        let out = script(entrypoint, &["--check"], &[("POSTGRES_MEMORY", memory)]);
+        assert_eq!(out.status.code(), Some(78), "{memory}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(message),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let good = script(entrypoint, &["--check"], &[("POSTGRES_MEMORY", "2048")]);
+    assert_eq!(good.status.code(), Some(0), "{good:?}");
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        text.contains("shared_buffers=512MB") && text.contains("configuration is valid"),
+        "{text}"
+    );
+
+    let exporter = "stacks/primary/exporter/entrypoint.sh";
+    let refused = script(exporter, &["--check"], &[("DATA_SOURCE_PASS", "it's")]);
+    assert_eq!(refused.status.code(), Some(78));
+    let fine = script(
+        exporter,
+        &["--check"],
+        &[("DATA_SOURCE_PASS", "pw$and:colon")],
+    );
+    assert_eq!(fine.status.code(), Some(0), "{fine:?}");
 }
