@@ -36,8 +36,8 @@ impl FsError {
 /// Writes `bytes` to `path` atomically: a temp file in `tmp_dir` (same file system),
 /// flushed, then renamed over `path`. Readers see the old content or the new, never a part.
 pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FsError> {
-    let mut tmp = tempfile::NamedTempFile::new_in(tmp_dir)
-        .map_err(|e| FsError::new("create a temp file in", tmp_dir, e))?;
+    let mut tmp =
+        temp_file_in(tmp_dir).map_err(|e| FsError::new("create a temp file in", tmp_dir, e))?;
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| FsError::new("write temp file for", path, e))?;
@@ -47,6 +47,15 @@ pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FsE
     tmp.persist(path)
         .map_err(|e| FsError::new("rename temp file onto", path, e.error))?;
     Ok(())
+}
+
+/// A temp file in `dir` that, once renamed into place, others may read: mode 0644 less
+/// the umask (tempfile's own default, 0600, suits secrets, not outputs and store files).
+pub fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
 }
 
 /// An exclusive lock on a file, released when dropped.

@@ -91,6 +91,7 @@ pub(super) fn request(
         name: project.image.name.clone(),
         tags: vec![version, "latest".to_owned()],
         platforms: images,
+        memo: Some(store.layout().memo()),
     })
 }
 

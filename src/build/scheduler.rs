@@ -171,8 +171,13 @@ impl Scheduler<'_> {
             .num_threads(self.jobs.max(1))
             .build()
             .expect("a thread pool of a few threads can be built");
+        // The machine's cores are shared out as `make -j` among the builds that run: a
+        // build started when others are ready too gets its share, one that starts alone
+        // gets every free core, and the total never passes the core count (the last
+        // builds of a plan, or a chain of dependencies, no longer run on one core).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let make_jobs = (cores / self.jobs.max(1)).max(1);
+        let mut cores_in_use = 0usize;
+        let mut cores_of: BTreeMap<DrvHash, usize> = BTreeMap::new();
         let by_hash: BTreeMap<DrvHash, &Planned<'p>> =
             plan.items.iter().map(|p| (p.hash, p)).collect();
         let (sender, receiver) = mpsc::channel::<(DrvHash, Result<Realisation, Error>)>();
@@ -180,12 +185,13 @@ impl Scheduler<'_> {
         let mut stop = false;
         pool.in_place_scope(|scope| -> Result<(), Error> {
             loop {
-                // Skip what depends on a failure; start what is ready.
-                let mut index = 0;
-                while index < pending.len() {
-                    let planned = pending[index];
-                    let deps: Vec<DrvHash> = planned.drv.deps.values().copied().collect();
-                    if let Some(bad) = deps.iter().find(|d| failed.contains(d)) {
+                // Skip what depends on a failure.
+                pending.retain(|planned| {
+                    if failed.contains(&planned.hash) {
+                        return false;
+                    }
+                    let bad = planned.drv.deps.values().find(|d| failed.contains(d));
+                    if let Some(bad) = bad {
                         failed.insert(planned.hash);
                         outcome.failures.push((
                             planned.hash,
@@ -195,45 +201,62 @@ impl Scheduler<'_> {
                                 dependency: *bad,
                             },
                         ));
-                        pending.remove(index);
-                    } else if failed.contains(&planned.hash) {
-                        pending.remove(index);
-                    } else if !stop
-                        && running < self.jobs.max(1)
-                        && deps.iter().all(|d| outcome.artifacts.contains_key(d))
-                    {
-                        let dep_objects: Vec<PathBuf> = closure(planned, &by_hash)
-                            .iter()
-                            .map(|d| self.store.object_path(&outcome.artifacts[d]))
-                            .collect();
-                        let sender = sender.clone();
-                        let ctx = JobContext {
-                            store: self.store,
-                            fetcher: self.fetcher,
-                            executor: self.executors[&planned.drv.platform].as_ref(),
-                            make_jobs,
-                            reporter: self.reporter,
-                        };
-                        scope.spawn(move |_| {
-                            let started = Instant::now();
-                            ctx.reporter.build_started(
-                                &planned.hash,
-                                &planned.drv.name,
-                                planned.drv.platform,
-                            );
-                            let result = build_locked(&ctx, planned, &dep_objects);
-                            ctx.reporter.build_finished(
-                                &planned.hash,
-                                result.is_ok(),
-                                started.elapsed(),
-                            );
-                            let _ = sender.send((planned.hash, result));
-                        });
-                        running += 1;
-                        pending.remove(index);
-                    } else {
-                        index += 1;
                     }
+                    bad.is_none()
+                });
+                // Start what is ready, as many as there are job slots and free cores.
+                let ready: Vec<&Planned<'p>> = pending
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        p.drv
+                            .deps
+                            .values()
+                            .all(|d| outcome.artifacts.contains_key(d))
+                    })
+                    .collect();
+                let slots = if stop {
+                    0
+                } else {
+                    self.jobs.max(1).saturating_sub(running).min(ready.len())
+                };
+                for (started_now, planned) in ready.into_iter().take(slots).enumerate() {
+                    let free = cores.saturating_sub(cores_in_use);
+                    if free == 0 && running > 0 {
+                        break;
+                    }
+                    let make_jobs = (free / (slots - started_now)).max(1);
+                    cores_in_use += make_jobs;
+                    cores_of.insert(planned.hash, make_jobs);
+                    let dep_objects: Vec<PathBuf> = closure(planned, &by_hash)
+                        .iter()
+                        .map(|d| self.store.object_path(&outcome.artifacts[d]))
+                        .collect();
+                    let sender = sender.clone();
+                    let ctx = JobContext {
+                        store: self.store,
+                        fetcher: self.fetcher,
+                        executor: self.executors[&planned.drv.platform].as_ref(),
+                        make_jobs,
+                        reporter: self.reporter,
+                    };
+                    scope.spawn(move |_| {
+                        let started = Instant::now();
+                        ctx.reporter.build_started(
+                            &planned.hash,
+                            &planned.drv.name,
+                            planned.drv.platform,
+                        );
+                        let result = build_locked(&ctx, planned, &dep_objects);
+                        ctx.reporter.build_finished(
+                            &planned.hash,
+                            result.is_ok(),
+                            started.elapsed(),
+                        );
+                        let _ = sender.send((planned.hash, result));
+                    });
+                    running += 1;
+                    pending.retain(|p| p.hash != planned.hash);
                 }
                 if running == 0 {
                     return Ok(());
@@ -242,6 +265,7 @@ impl Scheduler<'_> {
                     .recv()
                     .expect("a running build always reports back");
                 running -= 1;
+                cores_in_use -= cores_of.remove(&hash).unwrap_or(0);
                 match result {
                     Ok(done) => {
                         outcome.built.push(hash);

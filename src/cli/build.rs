@@ -126,7 +126,7 @@ pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>,
             let images =
                 assembly::extension_images(&store, &project, &graph, &plan, &outcome, &platforms)
                     .map_err(assembly_request_failure)?;
-            write_extensions(global, &project, &images, &dir)
+            write_extensions(global, &store, &project, &images, &dir)
         }
     }
 }
@@ -135,6 +135,7 @@ pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>,
 /// extension.
 fn write_extensions(
     global: &GlobalSettings,
+    store: &Store,
     project: &Project,
     images: &[image::ExtensionImage],
     dir: &std::path::Path,
@@ -147,7 +148,8 @@ fn write_extensions(
             dir.display()
         )));
     }
-    let summaries = image::assemble_extensions(images, dir).map_err(assembly_failure)?;
+    let summaries = image::assemble_extensions(images, dir, Some(&store.layout().memo()))
+        .map_err(assembly_failure)?;
     if !global.quiet {
         eprintln!(
             "azb: {} extension image(s) in {}",

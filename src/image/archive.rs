@@ -57,7 +57,28 @@ fn qualified(name: &str, tag: &str) -> String {
     }
 }
 
-/// Writes the docker-archive `file` (atomically: a temp file beside it, then a rename).
+/// Whether `file` is `size` bytes long and ends with `tail`: the archive this module
+/// would write (its blobs are named by digest in the documents the tail holds, and their
+/// sizes add up), so it is left as it is. A cheap check: blob bytes are not re-read.
+fn holds(file: &Path, size: u64, tail: &[u8]) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut opened) = err::File::open(file) else {
+        return false;
+    };
+    if opened
+        .metadata()
+        .map_or(true, |m| !m.is_file() || m.len() != size)
+    {
+        return false;
+    }
+    let mut found = vec![0; tail.len()];
+    opened.seek(SeekFrom::End(-(tail.len() as i64))).is_ok()
+        && opened.read_exact(&mut found).is_ok()
+        && found == tail
+}
+
+/// Writes the docker-archive `file` (atomically: a temp file beside it, then a rename),
+/// unless it holds exactly this archive already.
 pub(crate) fn write(
     file: &Path,
     blobs: &Blobs,
@@ -69,12 +90,56 @@ pub(crate) fn write(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
-    let tmp = tempfile::NamedTempFile::new_in(parent)
-        .map_err(|e| FsError::new("create a temp file in", parent, e))?;
     let io = |source| Error::Archive {
         path: file.to_owned(),
         source,
     };
+    let entries = image
+        .tags
+        .iter()
+        .map(|tag| {
+            let pairs = [
+                (CONTAINERD_NAME, qualified(image.name, tag)),
+                (REF_NAME, tag.clone()),
+            ];
+            annotated(image.manifest, &pairs)
+        })
+        .collect();
+    let docker = [DockerManifest {
+        config: blob_entry(&image.config),
+        repo_tags: image
+            .tags
+            .iter()
+            .map(|tag| format!("{}:{tag}", image.name))
+            .collect(),
+        layers: image.layers.iter().map(blob_entry).collect(),
+    }];
+    let index_json = index(entries);
+    let manifest_json = canonical_json(&docker);
+    let files: [(&str, &[u8]); 3] = [
+        ("index.json", &index_json),
+        ("manifest.json", &manifest_json),
+        ("oci-layout", OCI_LAYOUT),
+    ];
+    // The documents come last: the tail of the file says which image it holds.
+    let mut tail = NormalTar::new(Vec::new(), mtime);
+    for (path, bytes) in files {
+        tail.file(path, 0o644, bytes.len() as u64, bytes)
+            .map_err(io)?;
+    }
+    let tail = tail.finish().map_err(io)?;
+    let blocks = |len: u64| len.div_ceil(512) * 512;
+    let size = 2 * 512
+        + blobs
+            .iter()
+            .map(|(_, _, len)| 512 + blocks(len))
+            .sum::<u64>()
+        + tail.len() as u64;
+    if holds(file, size, &tail) {
+        return Ok(());
+    }
+    let tmp = crate::fs::temp_file_in(parent)
+        .map_err(|e| FsError::new("create a temp file in", parent, e))?;
     let mut tar = NormalTar::new(io::BufWriter::new(tmp.as_file()), mtime);
     for dir in ["blobs", "blobs/sha256"] {
         tar.dir(dir).map_err(io)?;
@@ -107,33 +172,6 @@ pub(crate) fn write(
             }
         }
     }
-    let entries = image
-        .tags
-        .iter()
-        .map(|tag| {
-            let pairs = [
-                (CONTAINERD_NAME, qualified(image.name, tag)),
-                (REF_NAME, tag.clone()),
-            ];
-            annotated(image.manifest, &pairs)
-        })
-        .collect();
-    let docker = [DockerManifest {
-        config: blob_entry(&image.config),
-        repo_tags: image
-            .tags
-            .iter()
-            .map(|tag| format!("{}:{tag}", image.name))
-            .collect(),
-        layers: image.layers.iter().map(blob_entry).collect(),
-    }];
-    let index_json = index(entries);
-    let manifest_json = canonical_json(&docker);
-    let files: [(&str, &[u8]); 3] = [
-        ("index.json", &index_json),
-        ("manifest.json", &manifest_json),
-        ("oci-layout", OCI_LAYOUT),
-    ];
     for (path, bytes) in files {
         tar.file(path, 0o644, bytes.len() as u64, bytes)
             .map_err(io)?;

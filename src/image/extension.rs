@@ -78,6 +78,7 @@ pub struct ExtensionSummary {
 pub fn assemble_extensions(
     images: &[ExtensionImage],
     dir: &Path,
+    memo: Option<&Path>,
 ) -> Result<Vec<ExtensionSummary>, Error> {
     for image in images {
         if !super::valid_tag(&image.tag) {
@@ -95,7 +96,7 @@ pub fn assemble_extensions(
     let sealed = images
         .par_iter()
         .flat_map(|image| image.platforms.par_iter())
-        .map(seal)
+        .map(|part| seal(part, memo))
         .collect::<Result<Vec<Vec<Blob>>, Error>>()?;
     let mut sealed = sealed.into_iter();
     let mut summaries = Vec::new();
@@ -133,7 +134,7 @@ pub fn assemble_extensions(
 }
 
 /// One platform's layers: the artifact's files, and `system/` when it has packages.
-fn seal(part: &ExtensionPlatform) -> Result<Vec<Blob>, Error> {
+fn seal(part: &ExtensionPlatform, memo: Option<&Path>) -> Result<Vec<Blob>, Error> {
     let (platform, artifact) = (part.platform, &part.artifact);
     let layer = |content: LayerContent, what: &str| {
         content.seal(artifact.mtime).map_err(|source| Error::Layer {
@@ -145,7 +146,7 @@ fn seal(part: &ExtensionPlatform) -> Result<Vec<Blob>, Error> {
     let (content, _) =
         LayerContent::from_artifact(artifact, platform, Layout::Root, Keep::Contents)?;
     let mut layers = vec![layer(content, "files")?];
-    if let Some(system) = system_layer(part)? {
+    if let Some(system) = system_layer(part, memo)? {
         layers.push(layer(system, "system libraries")?);
     }
     Ok(layers)
@@ -153,12 +154,15 @@ fn seal(part: &ExtensionPlatform) -> Result<Vec<Blob>, Error> {
 
 /// The shared libraries of the packages the base lacks, as `system/<file>`; `None` when
 /// there are none.
-fn system_layer(part: &ExtensionPlatform) -> Result<Option<LayerContent>, Error> {
+fn system_layer(
+    part: &ExtensionPlatform,
+    memo: Option<&Path>,
+) -> Result<Option<LayerContent>, Error> {
     if part.packages.is_empty() {
         return Ok(None);
     }
     let base = super::base::read(&part.base, part.base_ref.as_deref(), part.platform)?;
-    let contents = BaseContents::read(&base)?;
+    let contents = BaseContents::read_memo(&base, memo)?;
     let Some((packages, _)) = package_layer(&contents, &part.packages)? else {
         return Ok(None);
     };

@@ -41,7 +41,7 @@ mod testing;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use oci_spec::image::{Descriptor, Digest, MediaType};
@@ -75,6 +75,9 @@ pub struct ImageRequest {
     pub tags: Vec<String>,
     /// One image per platform.
     pub platforms: Vec<PlatformImage>,
+    /// A directory where assembly keeps what it learnt of its inputs, by their digests
+    /// (what a base image holds), so the next run skips reading them; `None`: none kept.
+    pub memo: Option<PathBuf>,
 }
 
 /// One platform's image.
@@ -242,7 +245,7 @@ fn folded(sizes: &[(&str, u64)]) -> Vec<bool> {
 
 /// Reads the base, reads and checks the artifacts, and compresses every layer made here
 /// (in parallel).
-fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
+fn seal<'a>(image: &'a PlatformImage, memo: Option<&Path>) -> Result<Sealed<'a>, Error> {
     let platform = image.platform;
     let base = base::read(&image.base, image.base_ref.as_deref(), platform)?;
     let sizes: Vec<(&str, u64)> = image
@@ -265,7 +268,7 @@ fn seal(image: &PlatformImage) -> Result<Sealed<'_>, Error> {
             LayerContent::from_artifact(a, platform, Layout::Debian(image.pg_major), keep)
         })
         .collect::<Result<Vec<(LayerContent, Vec<ElfNeeds>)>, Error>>()?;
-    let contents = packages::BaseContents::read(&base)?;
+    let contents = packages::BaseContents::read_memo(&base, memo)?;
     let package_layer = packages::package_layer(&contents, &image.packages)?;
     let package_needs = match (&package_layer, image.packages_exact) {
         (Some((content, _)), true) => content.elf_needs(),
@@ -448,7 +451,7 @@ pub fn assemble(request: &ImageRequest, output: &Output) -> Result<ImageSummary,
     let sealed = request
         .platforms
         .par_iter()
-        .map(seal)
+        .map(|image| seal(image, request.memo.as_deref()))
         .collect::<Result<Vec<_>, Error>>()?;
     let mut blobs = Blobs::default();
     let assembled = sealed

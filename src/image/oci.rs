@@ -345,24 +345,39 @@ pub(crate) fn copy_checked(
     Ok(())
 }
 
-/// Writes an OCI image layout at `dir`: missing blobs (a present blob is kept when its
-/// content matches its name), then `oci-layout`, then `index.json`, each atomically.
+/// Writes an OCI image layout at `dir`: missing blobs (a present blob of the right size is
+/// kept: blobs are named by their digest, and every byte copied in is checked against it),
+/// then `oci-layout` and `index.json` unless they hold these bytes already, each
+/// atomically. A layout that already holds the image gets no write at all.
 pub(crate) fn write_layout(dir: &Path, blobs: &Blobs, index_json: &[u8]) -> Result<(), Error> {
     let blob_dir = dir.join("blobs/sha256");
     err::create_dir_all(&blob_dir).map_err(|e| FsError::new("create directory", &blob_dir, e))?;
+    let present =
+        |path: &Path, size: u64| err::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size);
+    let holds = |path: &Path, bytes: &[u8]| {
+        present(path, bytes.len() as u64) && err::read(path).is_ok_and(|found| found == bytes)
+    };
+    let missing: Vec<_> = blobs
+        .iter()
+        .filter(|(digest, _, size)| !present(&blob_dir.join(digest.to_string()), *size))
+        .collect();
+    let documents = [
+        (dir.join("oci-layout"), OCI_LAYOUT),
+        (dir.join("index.json"), index_json),
+    ];
+    if missing.is_empty() && documents.iter().all(|(path, bytes)| holds(path, bytes)) {
+        return Ok(());
+    }
     let tmp = tempfile::Builder::new()
         .prefix(".azb-tmp-")
         .tempdir_in(dir)
         .map_err(|e| FsError::new("create a temp directory in", dir, e))?;
-    for (digest, source, _) in blobs.iter() {
+    for (digest, source, _) in missing {
         let target = blob_dir.join(digest.to_string());
-        if target.is_file() && copy_checked(&target, digest, &mut std::io::sink()).is_ok() {
-            continue;
-        }
         match source {
             BlobSource::Bytes(bytes) => write_atomic(tmp.path(), &target, bytes)?,
             BlobSource::File(path) => {
-                let mut file = tempfile::NamedTempFile::new_in(tmp.path())
+                let mut file = crate::fs::temp_file_in(tmp.path())
                     .map_err(|e| FsError::new("create a temp file in", tmp.path(), e))?;
                 copy_checked(path, digest, &mut file)?;
                 file.as_file()
@@ -373,8 +388,11 @@ pub(crate) fn write_layout(dir: &Path, blobs: &Blobs, index_json: &[u8]) -> Resu
             }
         }
     }
-    write_atomic(tmp.path(), &dir.join("oci-layout"), OCI_LAYOUT)?;
-    write_atomic(tmp.path(), &dir.join("index.json"), index_json)?;
+    for (path, bytes) in &documents {
+        if !holds(path, bytes) {
+            write_atomic(tmp.path(), path, bytes)?;
+        }
+    }
     tmp.close()
         .map_err(|e| FsError::new("remove temp directory in", dir, e))?;
     Ok(())
@@ -438,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn existing_blobs_are_kept_and_corrupt_ones_rewritten() {
+    fn existing_blobs_are_kept_and_damaged_ones_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let mut blobs = Blobs::default();
         let one = blobs.add_bytes(MediaType::ImageConfig, b"{}".to_vec());
@@ -464,5 +482,27 @@ mod tests {
             ["blobs", "index.json", "oci-layout"],
             "no temp dir left"
         );
+        // A layout that holds the image already: nothing is written, not even index.json.
+        use fs_err::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::MetadataExt;
+        let ctimes = || {
+            ["index.json", "oci-layout"]
+                .map(|f| err::metadata(dir.path().join(f)).unwrap())
+                .map(|m| (m.ctime(), m.ctime_nsec()))
+        };
+        let before = ctimes();
+        write_layout(dir.path(), &blobs, b"{}").unwrap();
+        assert_eq!(ctimes(), before);
+        // Readable by others (0644 less the umask), unlike a bare temp file's 0600.
+        let reference = dir.path().join("reference");
+        err::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&reference)
+            .unwrap();
+        let mode = |p: &Path| err::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&path(&one)), mode(&reference));
+        assert_eq!(mode(&dir.path().join("index.json")), mode(&reference));
     }
 }

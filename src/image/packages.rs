@@ -24,7 +24,7 @@ use crate::recipe::Platform;
 pub use crate::fetch::RuntimePackage;
 
 /// What the base image holds: every path, and its installed packages (`name:arch`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct BaseContents {
     paths: BTreeMap<String, Option<String>>,
     packages: BTreeSet<String>,
@@ -33,6 +33,34 @@ pub(crate) struct BaseContents {
 }
 
 impl BaseContents {
+    /// What `base` holds: from `memo` (a directory assembly may keep such facts in) when
+    /// a run before read the same layers, else read from the layers and kept there. The
+    /// base's layers are named by digest, so the same digests are the same contents.
+    pub fn read_memo(base: &Base, memo: Option<&Path>) -> Result<Self, Error> {
+        let Some(memo) = memo else {
+            return Self::read(base);
+        };
+        let key: String = base
+            .layers
+            .iter()
+            .map(|d| format!("{}\n", d.digest()))
+            .collect();
+        let path = memo.join(format!(
+            "base-contents-v1-{}.json",
+            blake3::hash(key.as_bytes()).to_hex()
+        ));
+        if let Ok(bytes) = err::read(&path)
+            && let Ok(contents) = serde_json::from_slice(&bytes)
+        {
+            return Ok(contents);
+        }
+        let contents = Self::read(base)?;
+        let json = serde_json::to_vec(&contents).expect("paths and names serialise");
+        err::create_dir_all(memo).map_err(|e| FsError::new("create directory", memo, e))?;
+        crate::fs::write_atomic(memo, &path, &json)?;
+        Ok(contents)
+    }
+
     /// Reads every layer of `base` (checking each blob's digest), later layers over
     /// earlier ones, and the dpkg status records.
     pub fn read(base: &Base) -> Result<Self, Error> {

@@ -58,6 +58,7 @@ fn request(base: &Path, platforms: &[Platform], artifacts: usize) -> ImageReques
         name: "azb/postgres".into(),
         tags: vec!["18.6-202511221530-test".into(), "18".into()],
         platforms,
+        memo: None,
     }
 }
 
@@ -536,3 +537,70 @@ fn each_platforms_sbom_is_attached_to_its_manifest_and_found_through_the_fallbac
 }
 
 const SBOM_TYPE: &str = "application/vnd.cyclonedx+json";
+
+#[test]
+fn a_memo_of_the_base_gives_the_same_image_and_is_used() {
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("base");
+    base_layout(&base, &[Platform::Amd64], Fixture::Flat);
+    let mut req = request(&base, &[Platform::Amd64], 2);
+    // A package the base lacks: it gets a layer of its own.
+    let mut data = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(2);
+    header.set_mode(0o644);
+    header.set_cksum();
+    data.append_data(&mut header, "usr/share/p/file", &b"p\n"[..])
+        .unwrap();
+    req.platforms[0].packages = vec![RuntimePackage {
+        name: "p".into(),
+        arch: "amd64".into(),
+        data: data.into_inner().unwrap(),
+        control: "Package: p\nArchitecture: amd64\nVersion: 1\n".into(),
+    }];
+    let plain = assemble(&req, &Output::OciDir(work.path().join("plain"))).unwrap();
+    let memo = work.path().join("memo");
+    req.memo = Some(memo.clone());
+    let first = assemble(&req, &Output::OciDir(work.path().join("first"))).unwrap();
+    let second = assemble(&req, &Output::OciDir(work.path().join("second"))).unwrap();
+    assert_eq!(plain, first);
+    assert_eq!(first, second);
+    let kept: Vec<_> = err::read_dir(&memo).unwrap().collect();
+    assert_eq!(kept.len(), 1);
+    // Later runs read the memo, not the base: a memo saying the base has the package
+    // leaves its layer out.
+    let path = kept[0].as_ref().unwrap().path();
+    err::write(&path, br#"{"paths":{},"packages":["p:amd64"],"conf":[]}"#).unwrap();
+    let third = assemble(&req, &Output::OciDir(work.path().join("third"))).unwrap();
+    assert_eq!(third.layers, first.layers - 1);
+}
+
+#[test]
+fn a_docker_archive_that_holds_the_image_is_left_alone_and_any_other_replaced() {
+    use std::os::unix::fs::MetadataExt;
+    let work = tempfile::tempdir().unwrap();
+    let base = work.path().join("base");
+    base_layout(&base, &[Platform::Amd64], Fixture::Flat);
+    let mut req = request(&base, &[Platform::Amd64], 2);
+    let file = work.path().join("image.tar");
+    let out = Output::DockerArchive(file.clone());
+    let stamp = || {
+        let m = err::metadata(&file).unwrap();
+        (m.ino(), m.ctime(), m.ctime_nsec())
+    };
+    assemble(&req, &out).unwrap();
+    let bytes = err::read(&file).unwrap();
+    let first = stamp();
+    assemble(&req, &out).unwrap();
+    assert_eq!(stamp(), first, "the same archive was written again");
+    // Damaged (shorter): replaced by the same bytes as before.
+    err::write(&file, &bytes[..bytes.len() - 512]).unwrap();
+    assemble(&req, &out).unwrap();
+    assert_eq!(err::read(&file).unwrap(), bytes);
+    // Another tag: another archive.
+    let before = stamp();
+    req.tags[1] = "other".into();
+    assemble(&req, &out).unwrap();
+    assert_ne!(stamp(), before);
+    assert_ne!(err::read(&file).unwrap(), bytes);
+}

@@ -30,11 +30,12 @@ impl Layout {
     }
 
     /// Directories created when the store is opened.
-    pub fn dirs(&self) -> [PathBuf; 10] {
+    pub fn dirs(&self) -> [PathBuf; 11] {
         [
             "objects",
             "blobs/sha256",
             "realisations",
+            "verified",
             "derivations",
             "roots",
             "sources",
@@ -122,6 +123,19 @@ impl Layout {
     /// checked against builders.lock (owned by fetch). Kept between builds.
     pub fn deb(&self, sha256: &str) -> PathBuf {
         self.root.join("debs").join(format!("{sha256}.deb"))
+    }
+
+    /// `verified/<drv>`: when the files of `drv`'s realisation were last re-hashed and
+    /// found sound, what they looked like (record hash, sizes, times, inodes); this
+    /// machine's own, never shared.
+    pub fn verified(&self, drv: &DrvHash) -> PathBuf {
+        self.root.join("verified").join(drv.to_string())
+    }
+
+    /// `memo/`: what image assembly learnt of its inputs, named by their digests (a base
+    /// image's file list), so the next assembly skips reading them (owned by image).
+    pub fn memo(&self) -> PathBuf {
+        self.root.join("memo")
     }
 
     /// `tmp/`: work in progress, on the store's file system.

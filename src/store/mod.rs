@@ -85,6 +85,37 @@ pub fn read_object(path: &Path) -> Result<impl Read + use<>, FsError> {
         .map_err(|e| FsError::new("decompress", path, e))
 }
 
+/// What a realisation's files looked like when they were last found sound: the record's
+/// blake3, then size, modification and change times (ns) and inode of the object and of the
+/// layer blob. Rewriting a file in place changes its change time, which no user can set,
+/// so a file edited since it was hashed is hashed again.
+struct Stamp(String);
+
+impl Stamp {
+    fn of(record: &[u8], object: &Path, blob: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let stat = |path: &Path| {
+            err::metadata(path).ok().map(|m| {
+                format!(
+                    "{} {}.{} {}.{} {}",
+                    m.size(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec(),
+                    m.ino()
+                )
+            })
+        };
+        Some(Self(format!(
+            "{}\n{}\n{}\n",
+            blake3::hash(record).to_hex(),
+            stat(object)?,
+            stat(blob)?
+        )))
+    }
+}
+
 /// What [`Store::check`] found.
 #[derive(Debug)]
 pub enum Check {
@@ -225,17 +256,58 @@ impl Store {
             && self.layout.blob(&record.layer.digest).is_file()
     }
 
-    /// Looks a derivation up and, when present, re-hashes its object and layer (streaming).
-    /// Damage of any of the three files is quarantined and reported as [`Lookup::Corrupt`].
+    /// Looks a derivation up and, when present, makes sure its object and layer are sound:
+    /// files that look exactly as when they were last re-hashed on this machine (same
+    /// record bytes, sizes, modification and change times, inodes: see [`Stamp`]) are
+    /// trusted; others are re-hashed (streaming) and, when sound, stamped. Damage of any of
+    /// the three files is quarantined and reported as [`Lookup::Corrupt`].
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn lookup(&self, drv: &DrvHash) -> Result<Lookup, Error> {
+        if let Some(record) = self.stamped(drv) {
+            return Ok(Lookup::Hit(Box::new(record)));
+        }
         match self.check(drv)? {
             Check::Missing => Ok(Lookup::Miss),
-            Check::Sound(record) => Ok(Lookup::Hit(record)),
+            Check::Sound(record) => {
+                self.stamp(drv, &record);
+                Ok(Lookup::Hit(record))
+            }
             Check::Damaged(damage) => Ok(Lookup::Corrupt {
                 quarantine: self.quarantine_damage(drv, &damage)?,
                 what: damage.what,
             }),
+        }
+    }
+
+    /// The record of `drv` when its files are as its stamp says (else `None`: re-hash).
+    fn stamped(&self, drv: &DrvHash) -> Option<Realisation> {
+        let stamp = err::read_to_string(self.layout.verified(drv)).ok()?;
+        let bytes = err::read(self.layout.realisation(drv)).ok()?;
+        let record: Realisation = serde_json::from_slice(&bytes).ok()?;
+        let now = Stamp::of(
+            &bytes,
+            &self.layout.object(&record.object),
+            &self.layout.blob(&record.layer.digest),
+        )?;
+        (now.0 == stamp).then_some(record)
+    }
+
+    /// Records that `drv`'s files were re-hashed and found sound as they are now. Best
+    /// effort: without a stamp the next lookup re-hashes.
+    fn stamp(&self, drv: &DrvHash, record: &Realisation) {
+        let Ok(bytes) = err::read(self.layout.realisation(drv)) else {
+            return;
+        };
+        let object = self.layout.object(&record.object);
+        let blob = self.layout.blob(&record.layer.digest);
+        if let Some(stamp) = Stamp::of(&bytes, &object, &blob)
+            && let Err(error) = write_atomic(
+                &self.layout.tmp(),
+                &self.layout.verified(drv),
+                stamp.0.as_bytes(),
+            )
+        {
+            tracing::debug!(%drv, %error, "cannot stamp");
         }
     }
 
@@ -338,7 +410,11 @@ impl Store {
                 }
                 continue;
             }
-            for file in [path, self.layout.derivation(&drv)] {
+            for file in [
+                path,
+                self.layout.derivation(&drv),
+                self.layout.verified(&drv),
+            ] {
                 match err::remove_file(&file) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -422,7 +498,7 @@ impl Store {
         let hash = drv.hash();
         let tmp_dir = self.layout.tmp();
         let temp = || {
-            tempfile::NamedTempFile::new_in(&tmp_dir)
+            crate::fs::temp_file_in(&tmp_dir)
                 .map_err(|e| FsError::new("create a temp file in", &tmp_dir, e))
         };
         let object_tmp = temp()?;
@@ -478,7 +554,7 @@ impl Store {
     /// [`Store::import`].
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, Error> {
         let tmp = self.layout.tmp();
-        tempfile::NamedTempFile::new_in(&tmp)
+        crate::fs::temp_file_in(&tmp)
             .map_err(|e| FsError::new("create a temp file in", &tmp, e).into())
     }
 
@@ -593,6 +669,10 @@ impl Store {
         platform: Platform,
         drvs: &BTreeMap<RecipeName, DrvHash>,
     ) -> Result<(), Error> {
+        // A no-op build leaves it as it is: no write, no fsync.
+        if self.last_build(platform)? == *drvs {
+            return Ok(());
+        }
         self.write_json(&self.layout.last_build(platform), drvs)
     }
 
