@@ -367,7 +367,8 @@ impl Registry {
     /// to this registry's repository under each of `tags`: blobs first (skipped when the
     /// repository has them, else mounted from a repository of `mount_from` on the same
     /// registry, else uploaded), then manifests, then the index, byte for byte as in the
-    /// layout, so the digests stay.
+    /// layout, so the digests stay; then the artifacts that refer to it (its SBOMs) with
+    /// their referrers indexes under the fallback tags.
     pub fn push_image(
         &self,
         layout: &Path,
@@ -430,6 +431,24 @@ impl Registry {
             let tagged =
                 Reference::with_tag(self.registry.clone(), self.repository.clone(), tag.clone());
             self.push_document(&tagged, top_bytes.clone(), &top.media_type)?;
+        }
+        // What refers to the image (each platform's SBOM): the artifacts, then their
+        // referrers index under the fallback tag `sha256-<hex>`, as the layout has it, so
+        // registries without the referrers API list them too.
+        let referrers = index.manifests.iter().filter(|m| {
+            m.annotations
+                .get("org.opencontainers.image.ref.name")
+                .is_some_and(|name| name.starts_with("sha256-"))
+        });
+        for listed in referrers {
+            let bytes = read(&blob(&listed.digest))?;
+            let artifacts: Document = serde_json::from_slice(&bytes).map_err(|e| self.remote(e))?;
+            for artifact in &artifacts.manifests {
+                self.push_manifest_tree(&reference, &blob, artifact, mount_from, &mut report)?;
+            }
+            let tag = listed.annotations["org.opencontainers.image.ref.name"].clone();
+            let tagged = Reference::with_tag(self.registry.clone(), self.repository.clone(), tag);
+            self.push_document(&tagged, bytes, &listed.media_type)?;
         }
         Ok(report)
     }

@@ -565,9 +565,11 @@ fn the_image_is_pushed_to_a_registry_mounting_the_cached_layers_and_docker_pulls
     );
     // The extension layers come from the cache's repository (azb_sql's has no machine
     // code: one layer for both platforms, mounted once); base and runtime layers and the
-    // two configs are uploaded.
+    // two configs are uploaded; so is each platform's SBOM, while the empty config their
+    // artifact manifests name is mounted from the cache (whose entries use it too), then
+    // already there.
     assert!(
-        err.contains("6 blob(s) uploaded, 5 mounted, 1 already there"),
+        err.contains("8 blob(s) uploaded, 6 mounted, 2 already there"),
         "{err}"
     );
     let again = push();
@@ -587,6 +589,29 @@ fn the_image_is_pushed_to_a_registry_mounting_the_cached_layers_and_docker_pulls
         let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(info["Architecture"], arch);
         assert_eq!(info["Layers"].as_array().unwrap().len(), 5, "{info}");
+    }
+    // Each platform's SBOM is found through the referrers fallback tag of its manifest.
+    let raw = |reference: String| {
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{reference}: {}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let index = raw(format!("{image}:ci"));
+    for manifest in index["manifests"].as_array().unwrap() {
+        let digest = manifest["digest"].as_str().unwrap();
+        let referrers = raw(format!("{image}:{}", digest.replace(':', "-")));
+        let listed = &referrers["manifests"][0];
+        assert_eq!(listed["artifactType"], "application/vnd.cyclonedx+json");
+        let artifact = raw(format!("{image}@{}", listed["digest"].as_str().unwrap()));
+        assert_eq!(artifact["subject"]["digest"], digest);
+        assert_eq!(
+            artifact["layers"][0]["mediaType"],
+            "application/vnd.cyclonedx+json"
+        );
     }
     let pulled = std::process::Command::new("docker")
         .args(["pull", &format!("{image}:ci")])
