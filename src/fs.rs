@@ -23,11 +23,23 @@ pub struct FsError {
 }
 
 impl FsError {
-    /// Wraps an I/O error with what was being done to which path.
+    /// Wraps an I/O error with what was being done to which path. An error from an
+    /// fs_err call already names the path ("failed to open file `p`"); its cause is kept
+    /// instead (same kind), so a message says the path once.
     pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        let named = source.to_string().contains(&path.display().to_string());
+        let cause = source.get_ref().and_then(|e| e.source());
+        let source = match cause.and_then(|c| c.downcast_ref::<io::Error>()) {
+            Some(original) if named => match original.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(original.kind(), original.to_string()),
+            },
+            _ => source,
+        };
         Self {
             action,
-            path: path.into(),
+            path,
             source,
         }
     }
@@ -129,6 +141,25 @@ pub fn sorted_entries(dir: &Path) -> Result<Vec<err::DirEntry>, FsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_message_names_the_path_once() {
+        let path = std::path::Path::new("/nonexistent/azb-test/file");
+        let error = super::FsError::new("read", path, super::err::read(path).unwrap_err());
+        let mut text = error.to_string();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&error);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        assert_eq!(
+            text.matches("/nonexistent/azb-test/file").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("No such file or directory"), "{text}");
+        assert_eq!(error.source.kind(), std::io::ErrorKind::NotFound);
+    }
+
     use super::*;
 
     #[test]

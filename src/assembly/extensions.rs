@@ -5,7 +5,9 @@
 //! - Extensions only: a tool (pgbadger, pgbackrest) is not mounted into a server, and a
 //!   builtin has no artifact.
 //! - Tag `<pg major>-<version>-<distribution>` (`18-0.8.1-bookworm`), the scheme
-//!   CloudNativePG's own extension images use; a character a tag cannot hold becomes `_`.
+//!   CloudNativePG's own extension images use; a character a tag cannot hold becomes `_`;
+//!   a recipe without a version (pinned to an untagged commit) puts the commit's first 12
+//!   hex digits in its place.
 //!   The distribution is builders.lock's (the builders' and the packages'), else the
 //!   builders' default.
 //! - Annotations: the standard `org.opencontainers.image.*` keys, from the recipe (title,
@@ -106,7 +108,11 @@ pub fn extension_images(
         }
         images.push(ExtensionImage {
             name: recipe.name.to_string(),
-            tag: tag(project.image.pg_major, &recipe.version, distribution),
+            tag: tag(
+                project.image.pg_major,
+                &version_or_commit(&recipe.version, recipe.commit()),
+                distribution,
+            ),
             annotations: annotations
                 .into_iter()
                 .filter(|(_, value)| !value.is_empty())
@@ -116,6 +122,15 @@ pub fn extension_images(
         });
     }
     Ok(images)
+}
+
+/// The version a tag names: the recipe's, else (a recipe pinned to an untagged commit
+/// may have none) the commit's first 12 hex digits.
+fn version_or_commit(version: &str, commit: Option<crate::recipe::CommitSha>) -> String {
+    match (version.is_empty(), commit) {
+        (true, Some(commit)) => commit.to_string()[..12].to_owned(),
+        _ => version.to_owned(),
+    }
 }
 
 /// `<pg major>-<version>-<distribution>`, every character a tag cannot hold as `_`.
@@ -142,5 +157,9 @@ mod tests {
             super::tag(18, "2.0+git 1", "bookworm"),
             "18-2.0_git_1-bookworm"
         );
+        // pg_hashids' recipe has no version: the commit stands in.
+        let commit = "8c404dd86408f3a987a3ff6825ac7e42bd618b98".parse().ok();
+        assert_eq!(super::version_or_commit("", commit), "8c404dd86408");
+        assert_eq!(super::version_or_commit("1.3", commit), "1.3");
     }
 }
