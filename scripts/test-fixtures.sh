@@ -7,8 +7,8 @@
 # exists is skipped, so a second call takes milliseconds. Safe to call from several test
 # processes at once (one lock around the whole, and each step locks too). Prints nothing
 # on the way; its last line of output is `ok` on success. Needs scripts/setup-host.sh to
-# have run.
-# Usage: scripts/test-fixtures.sh
+# have run. --without-pgrx leaves cargo-pgrx out (the example build needs none).
+# Usage: scripts/test-fixtures.sh [--without-pgrx]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 toolchains=${AZB_TOOLCHAINS_DIR:-$repo/cache/toolchains}
@@ -38,5 +38,7 @@ if ! ready; then
   ) 9>"$bases/.test-fixtures.lock"
 fi
 # cargo-pgrx and the crates of the pgrx fixture (skipped in milliseconds when present).
-"$repo/scripts/fetch-pgrx.sh" --crates "$repo/tests/fixtures/extensions/azb_pgrx/Cargo.toml" 0.16.1
+if [ "${1:-}" != --without-pgrx ]; then
+  "$repo/scripts/fetch-pgrx.sh" --crates "$repo/tests/fixtures/extensions/azb_pgrx/Cargo.toml" 0.16.1
+fi
 echo ok
