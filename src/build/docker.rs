@@ -92,7 +92,7 @@ impl Executor for DockerExecutor {
         };
         // The builder identity says which builder: an emulated one is the platform's own
         // system under qemu, a cross one this machine's with the target's libraries.
-        let emulated = drv.builder.starts_with(EMULATED_PREFIX);
+        let emulated = drv.builder.as_str().starts_with(EMULATED_PREFIX);
         // Refused with its place when recipes load; a derivation made by hand still gets a
         // clear error, before any image is made.
         if emulated && matches!(spec.build, Build::CargoPgrx { .. }) {

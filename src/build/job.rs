@@ -142,7 +142,7 @@ pub fn build(
     }
     ctx.reporter.build_step(&hash, "store");
     let record = BuildRecord {
-        builder: drv.builder.clone(),
+        builder: drv.builder.to_string(),
         source_time,
         duration_ms: started.elapsed().as_millis() as u64,
     };

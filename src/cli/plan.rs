@@ -100,7 +100,7 @@ fn row(
             (false, None) => "build",
         },
         from,
-        builder: planned.drv.builder.clone(),
+        builder: planned.drv.builder.to_string(),
         previous: previous.map(|h| h.to_string()),
         changed,
     })

@@ -130,7 +130,7 @@ pub fn platforms(arg: PlatformArg, project: &Project) -> Result<Vec<Platform>, F
 #[derive(Debug, Clone)]
 pub enum Environment {
     /// The host executor with this toolchain and its identity.
-    Host(HostToolchain, String),
+    Host(HostToolchain, crate::drv::BuilderId),
     /// Builder containers carrying the toolchain at this path (checked against the lock
     /// when a builder image is made).
     Docker {
@@ -195,6 +195,8 @@ fn environments(project: &Project, platforms: &[Platform]) -> Result<Environment
         let environment = match HostToolchain::from_def(platform, &def.toolchain, &project.root) {
             Some(toolchain) => {
                 let identity = toolchain.identity().map_err(Failure::environment)?;
+                let identity = crate::drv::BuilderId::new(identity)
+                    .expect("a toolchain identity is a hash, never empty");
                 Environment::Host(toolchain, identity)
             }
             None => Environment::Docker {

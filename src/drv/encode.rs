@@ -10,7 +10,7 @@
 //!
 //! Changing anything here changes every hash: bump [`PROTOCOL`] and the golden test.
 
-use super::Derivation;
+use super::{Derivation, Input};
 
 /// azb's build-protocol version; part of every derivation.
 pub const PROTOCOL: u32 = 1;
@@ -54,27 +54,25 @@ impl Encoder {
     }
 }
 
-/// The canonical bytes of `drv`.
+/// The canonical bytes of `drv`: the magic, the protocol version, then every input of
+/// [`Derivation::inputs`] in its order.
 pub(super) fn canonical(drv: &Derivation) -> Vec<u8> {
     let mut e = Encoder(b"azb-drv\0".to_vec());
     e.0.extend_from_slice(&drv.protocol.to_le_bytes());
-    e.field("name", drv.name.as_str());
-    e.field("platform", drv.platform.as_str());
-    e.field("pg_major", &drv.pg_major.to_string());
-    e.field("commit", &drv.commit.to_string());
-    e.optional("subdir", drv.subdir.as_deref());
-    e.field("build_kind", &drv.build_kind);
-    e.list("build_flags", drv.build_flags.iter().map(String::as_str));
-    e.list(
-        "build_packages",
-        drv.build_packages.iter().map(String::as_str),
-    );
-    e.field("builder", &drv.builder);
-    e.tag("deps");
-    e.0.extend_from_slice(&(drv.deps.len() as u64).to_le_bytes());
-    for (name, hash) in &drv.deps {
-        e.text(name.as_str());
-        e.text(&hash.to_string());
+    for (name, input) in drv.inputs() {
+        match input {
+            Input::Text(value) => e.field(name, &value),
+            Input::Optional(value) => e.optional(name, value),
+            Input::List(items) => e.list(name, items.iter().map(String::as_str)),
+            Input::Deps(deps) => {
+                e.tag(name);
+                e.0.extend_from_slice(&(deps.len() as u64).to_le_bytes());
+                for (dep, hash) in deps {
+                    e.text(dep.as_str());
+                    e.text(&hash.to_string());
+                }
+            }
+        }
     }
     e.0
 }
@@ -82,7 +80,7 @@ pub(super) fn canonical(drv: &Derivation) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drv::DrvHash;
+    use crate::drv::{BuilderId, DrvHash};
     use crate::recipe::Platform;
 
     fn golden() -> Derivation {
@@ -96,7 +94,7 @@ mod tests {
             build_kind: "pgxs".into(),
             build_flags: vec!["OPTFLAGS=".into()],
             build_packages: vec![],
-            builder: "host:toolchain-0123".into(),
+            builder: BuilderId::new("host:toolchain-0123").unwrap(),
             deps: [("base".parse().unwrap(), DrvHash::from_bytes([7; 32]))].into(),
         }
     }
@@ -108,6 +106,14 @@ mod tests {
             golden().hash().to_string(),
             "3411a2ffb9c95da5c933c6572df4446b50bb46fb1437587a2e72f444a7950dc2"
         );
+    }
+
+    #[test]
+    fn an_empty_builder_identity_is_refused_even_in_a_record() {
+        assert!(BuilderId::new("").is_none());
+        let mut json = serde_json::to_value(golden()).unwrap();
+        json["builder"] = "".into();
+        assert!(serde_json::from_value::<Derivation>(json).is_err());
     }
 
     #[test]
@@ -127,7 +133,7 @@ mod tests {
         push(&|d| d.build_kind = "make".into());
         push(&|d| d.build_flags = vec!["OPTFLAGS".into(), "=".into()]);
         push(&|d| d.build_packages = vec!["OPTFLAGS=".into()]);
-        push(&|d| d.builder = "host:other".into());
+        push(&|d| d.builder = BuilderId::new("host:other").unwrap());
         push(&|d| d.deps = [("base".parse().unwrap(), DrvHash::from_bytes([8; 32]))].into());
         push(&|d| d.deps.clear());
         let hashes: std::collections::BTreeSet<String> =

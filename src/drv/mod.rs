@@ -23,6 +23,52 @@ crate::digest::hash_newtype!(
     DrvHash, 32, "derivation hash"
 );
 
+/// The identity of the builder a derivation builds in: the host toolchain's hash
+/// (`host:...`), a builder image's (`docker:...`, `docker-emulated:...`), with
+/// `+<rust identity>` for Rust builds. Never empty: a derivation always names what builds
+/// it. Serialised as its text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BuilderId(String);
+
+impl BuilderId {
+    /// `text` as an identity; `None` when it is empty.
+    pub fn new(text: impl Into<String>) -> Option<Self> {
+        let text = text.into();
+        (!text.is_empty()).then_some(Self(text))
+    }
+
+    /// This builder running a Rust build with the compiler `rust`: `<self>+<rust>`.
+    pub fn with_rust(&self, rust: &str) -> Self {
+        Self(format!("{}+{rust}", self.0))
+    }
+
+    /// The identity as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BuilderId {
+    type Error = &'static str;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::new(text).ok_or("a builder identity is never empty")
+    }
+}
+
+impl From<BuilderId> for String {
+    fn from(id: BuilderId) -> Self {
+        id.0
+    }
+}
+
+impl std::fmt::Display for BuilderId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Everything that decides a build's output, and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Derivation {
@@ -45,7 +91,7 @@ pub struct Derivation {
     /// Builder packages, sorted and unique.
     pub build_packages: Vec<String>,
     /// Identity of the builder (toolchain hash or builder image digest).
-    pub builder: String,
+    pub builder: BuilderId,
     /// Dependencies' hashes.
     pub deps: BTreeMap<RecipeName, DrvHash>,
 }
@@ -66,7 +112,7 @@ impl Derivation {
             build_kind: "pgxs".into(),
             build_flags: vec![],
             build_packages: vec![],
-            builder: "test".into(),
+            builder: BuilderId::new("test").expect("not empty"),
             deps: BTreeMap::new(),
         }
     }
@@ -76,39 +122,68 @@ impl Derivation {
         DrvHash::from_bytes(*blake3::hash(&encode::canonical(self)).as_bytes())
     }
 
+    /// Every input after the protocol version, in encoding order, by name: the one table
+    /// the canonical encoding (hence the hash) and [`Derivation::changed_inputs`] both
+    /// read, so an input cannot be hashed without being reported, or the reverse.
+    pub(crate) fn inputs(&self) -> [(&'static str, Input<'_>); 10] {
+        [
+            ("name", Input::Text(self.name.as_str().into())),
+            ("platform", Input::Text(self.platform.as_str().into())),
+            ("pg_major", Input::Text(self.pg_major.to_string().into())),
+            ("commit", Input::Text(self.commit.to_string().into())),
+            ("subdir", Input::Optional(self.subdir.as_deref())),
+            ("build_kind", Input::Text(self.build_kind.as_str().into())),
+            ("build_flags", Input::List(&self.build_flags)),
+            ("build_packages", Input::List(&self.build_packages)),
+            ("builder", Input::Text(self.builder.as_str().into())),
+            ("deps", Input::Deps(&self.deps)),
+        ]
+    }
+
     /// The inputs that differ from `old`, by name (`commit`, `deps.foo`, `builder`, ...).
     pub fn changed_inputs(&self, old: &Derivation) -> Vec<String> {
         let mut changed = Vec::new();
-        let mut check = |name: &str, same: bool| {
-            if !same {
-                changed.push(name.to_owned());
+        if self.protocol != old.protocol {
+            changed.push("protocol".to_owned());
+        }
+        for ((name, new), (_, was)) in self.inputs().into_iter().zip(old.inputs()) {
+            match (new, was) {
+                (Input::Deps(new), Input::Deps(was)) => {
+                    let names: std::collections::BTreeSet<&RecipeName> =
+                        new.keys().chain(was.keys()).collect();
+                    changed.extend(
+                        names
+                            .into_iter()
+                            .filter(|dep| new.get(*dep) != was.get(*dep))
+                            .map(|dep| format!("deps.{dep}")),
+                    );
+                }
+                (new, was) if new != was => changed.push(name.to_owned()),
+                _ => {}
             }
-        };
-        check("protocol", self.protocol == old.protocol);
-        check("pg_major", self.pg_major == old.pg_major);
-        check("commit", self.commit == old.commit);
-        check("subdir", self.subdir == old.subdir);
-        check("build_kind", self.build_kind == old.build_kind);
-        check("build_flags", self.build_flags == old.build_flags);
-        check("build_packages", self.build_packages == old.build_packages);
-        check("builder", self.builder == old.builder);
-        let names: std::collections::BTreeSet<&RecipeName> =
-            self.deps.keys().chain(old.deps.keys()).collect();
-        for name in names {
-            check(
-                &format!("deps.{name}"),
-                self.deps.get(name) == old.deps.get(name),
-            );
         }
         changed
     }
+}
+
+/// The value of one derivation input (see [`Derivation::inputs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Input<'a> {
+    /// Text.
+    Text(std::borrow::Cow<'a, str>),
+    /// Text or nothing.
+    Optional(Option<&'a str>),
+    /// Texts in order.
+    List(&'a [String]),
+    /// The dependencies' hashes by name.
+    Deps(&'a BTreeMap<RecipeName, DrvHash>),
 }
 
 /// Where a platform's builder identities come from.
 #[derive(Debug, Clone)]
 pub enum Builders<'l> {
     /// One identity for every recipe (the host executor's toolchain).
-    Host(String),
+    Host(BuilderId),
     /// One builder per `build_packages` set, pinned by the package lock.
     Locked(&'l Lock),
 }
@@ -121,10 +196,13 @@ impl Builders<'_> {
         platform: Platform,
         build_packages: &[String],
         emulated: bool,
-    ) -> Result<String, LockProblem> {
+    ) -> Result<BuilderId, LockProblem> {
         match self {
             Builders::Host(identity) => Ok(identity.clone()),
-            Builders::Locked(lock) => lock.builder_identity(platform, build_packages, emulated),
+            Builders::Locked(lock) => {
+                let identity = lock.builder_identity(platform, build_packages, emulated)?;
+                Ok(BuilderId::new(identity).expect("a lock's builder identity is a hash"))
+            }
         }
     }
 }
@@ -192,21 +270,21 @@ impl<'a> Plan<'a> {
                     build_flags: r.build.hash_inputs(),
                     build_packages: build_packages.clone(),
                     builder: {
-                        let base = match builders.get(&platform) {
-                            Some(builders) => builders
-                                .identity(
-                                    platform,
-                                    &build_packages,
-                                    r.emulate_arm64 && platform == Platform::Arm64,
-                                )
-                                .map_err(|problem| NoBuilder {
-                                    name: r.name.clone(),
-                                    problem,
-                                })?,
-                            None => String::new(),
+                        let no_builder = |problem| NoBuilder {
+                            name: r.name.clone(),
+                            problem,
                         };
+                        let base = builders
+                            .get(&platform)
+                            .ok_or_else(|| no_builder(LockProblem::NoPlatform { platform }))?
+                            .identity(
+                                platform,
+                                &build_packages,
+                                r.emulate_arm64 && platform == Platform::Arm64,
+                            )
+                            .map_err(no_builder)?;
                         match (&r.build, rust) {
-                            (Build::CargoPgrx { .. }, Some(rust)) => format!("{base}+{rust}"),
+                            (Build::CargoPgrx { .. }, Some(rust)) => base.with_rust(rust),
                             _ => base,
                         }
                     },
@@ -264,7 +342,11 @@ mod tests {
             r#"(name: "i", flavor: "t", pg_major: 18, pg_version: "18.6", platforms: {})"#,
         )
         .unwrap();
-        let builders = [(Platform::Amd64, Builders::Host("host:abc".to_owned()))].into();
+        let builders = [(
+            Platform::Amd64,
+            Builders::Host(BuilderId::new("host:abc").unwrap()),
+        )]
+        .into();
         let plan = |rust| {
             Plan::new(&graph, &image, &[Platform::Amd64], &builders, rust)
                 .unwrap()
@@ -275,7 +357,7 @@ mod tests {
         };
         let (old, new) = (plan(Some("rust:1")), plan(Some("rust:2")));
         assert_eq!(old["c_ext"], new["c_ext"]);
-        assert_eq!(new["rs_ext"].0, "host:abc+rust:2");
+        assert_eq!(new["rs_ext"].0.as_str(), "host:abc+rust:2");
         assert_ne!(old["rs_ext"].1, new["rs_ext"].1);
     }
 }
