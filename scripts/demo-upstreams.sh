@@ -2,14 +2,18 @@
 # Makes the example project's "upstream" git repositories: one per extension under
 # tests/fixtures/extensions, committed with a fixed author, date and message, so their
 # commit ids are the same on every machine (tests/fixtures/demo/recipes pin them).
-# Usage: scripts/demo-upstreams.sh OUT_DIR
+# NAMEs pick other fixture extensions (default: the demo's azb_hello azb_dep azb_sql).
+# Usage: scripts/demo-upstreams.sh OUT_DIR [NAME...]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:?usage: demo-upstreams.sh OUT_DIR}
+out=${1:?usage: demo-upstreams.sh OUT_DIR [NAME...]}
+shift
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(azb_hello azb_dep azb_sql)
 mkdir -p "$out"
 export GIT_AUTHOR_NAME=azb GIT_AUTHOR_EMAIL=demo@example.invalid GIT_AUTHOR_DATE="1750000000 +0000"
 export GIT_COMMITTER_NAME=azb GIT_COMMITTER_EMAIL=demo@example.invalid GIT_COMMITTER_DATE="1750000000 +0000"
-for name in azb_hello azb_dep azb_sql; do
+for name in "${names[@]}"; do
   dir="$out/$name"
   rm -rf "$dir"
   mkdir -p "$dir"
