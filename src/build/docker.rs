@@ -444,7 +444,8 @@ impl Sandbox for DockerSandbox {
                 program: self.docker.program.clone(),
                 source,
             })?;
-        if !output.status.success() {
+        // An unpack that failed closed the pipe under docker cp: its own error says more.
+        if unpacked.is_ok() && !output.status.success() {
             return Err(Error::Docker {
                 command: format!("cp {source} -"),
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
@@ -457,19 +458,23 @@ impl Sandbox for DockerSandbox {
 /// Unpacks `docker cp`'s tar of /build/out (entries `out/...`) and moves its `out` to
 /// `into`. tar refuses entries that would land outside the directory, through `..` or a
 /// symlink the build planted.
-fn unpack_out(stream: impl std::io::Read, into: &Path) -> Result<(), Error> {
+fn unpack_out(mut stream: impl std::io::Read, into: &Path) -> Result<(), Error> {
     let parent = into.parent().unwrap_or(into);
     let scratch = tempfile::Builder::new()
         .prefix(".out-")
         .tempdir_in(parent)
         .map_err(|e| FsError::new("create a directory in", parent, e))?;
-    let mut archive = tar::Archive::new(stream);
+    let mut archive = tar::Archive::new(&mut stream);
     archive.set_preserve_ownerships(false);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(false);
     archive
         .unpack(scratch.path())
         .map_err(|e| FsError::new("unpack the build output into", scratch.path(), e))?;
+    // tar stops at the first end block; docker cp writes padding after it and dies of
+    // SIGPIPE (status 141, no message) when nobody reads it.
+    std::io::copy(&mut stream, &mut std::io::sink())
+        .map_err(|e| FsError::new("read the build output for", scratch.path(), e))?;
     let out = scratch.path().join("out");
     if out.is_dir() {
         err::rename(&out, into).map_err(|e| FsError::new("move the build output to", into, e))?;
@@ -488,5 +493,43 @@ impl Drop for DockerSandbox {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+#[cfg(test)]
+mod unpack_tests {
+    use super::unpack_out;
+    use std::io::Read;
+
+    /// A reader that counts what was read from it.
+    struct Counted<R>(R, usize);
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_whole_stream_is_read_padding_after_the_end_block_too() {
+        // As docker cp writes it: entries, the end block, then zero padding.
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "out/lib/x.so", &b"elf"[..])
+            .unwrap();
+        let mut bytes = builder.into_inner().unwrap();
+        bytes.extend(std::iter::repeat_n(0u8, 8192));
+        let dir = tempfile::tempdir().unwrap();
+        let into = dir.path().join("out");
+        let mut counted = Counted(&bytes[..], 0);
+        unpack_out(&mut counted, &into).unwrap();
+        assert_eq!(counted.1, bytes.len());
+        assert_eq!(crate::fs::err::read(into.join("lib/x.so")).unwrap(), b"elf");
     }
 }
