@@ -23,7 +23,7 @@ use super::Error;
 use crate::build::Outcome;
 use crate::drv::Plan;
 use crate::graph::Graph;
-use crate::image::{ArtifactLayer, ExtensionImage, ExtensionPlatform};
+use crate::image::{ExtensionImage, ExtensionPlatform};
 use crate::recipe::{Platform, Project, RecipeKind};
 use crate::store::Store;
 
@@ -42,6 +42,11 @@ pub fn extension_images(
         .map_or(crate::build::DISTRIBUTION, |lock| {
             lock.distribution.as_str()
         });
+    // Each platform's base, read once for every extension.
+    let bases = platforms
+        .iter()
+        .map(|&platform| Ok((platform, super::base(store, project, platform)?)))
+        .collect::<Result<std::collections::BTreeMap<_, _>, Error>>()?;
     let mut images = Vec::new();
     for loaded in &graph.order {
         let recipe = &loaded.recipe;
@@ -56,17 +61,10 @@ pub fn extension_images(
             else {
                 continue;
             };
-            let record = &outcome.artifacts[&planned.hash];
-            let (base, base_ref) = super::base(store, project, platform)?;
+            let (base, base_ref) = bases[&platform].clone();
             parts.push(ExtensionPlatform {
                 platform,
-                artifact: ArtifactLayer {
-                    name: recipe.name.to_string(),
-                    object: store.object_path(record),
-                    tar_size: record.tar_size,
-                    layer: None,
-                    mtime: record.source_time,
-                },
+                artifact: super::artifact_layer(store, &outcome.artifacts[&planned.hash], false),
                 packages: super::packages(
                     store,
                     project,

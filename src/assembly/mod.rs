@@ -143,19 +143,7 @@ pub fn image_request(
             pg_major: project.image.pg_major,
             artifacts: plan
                 .for_platform(platform)
-                .map(|p| {
-                    let record = &outcome.artifacts[&p.hash];
-                    ArtifactLayer {
-                        name: p.drv.name.to_string(),
-                        object: store.object_path(record),
-                        tar_size: record.tar_size,
-                        layer: Some(StoredLayer {
-                            path: store.layer_path(record),
-                            digests: record.layer,
-                        }),
-                        mtime: record.source_time,
-                    }
-                })
+                .map(|p| artifact_layer(store, &outcome.artifacts[&p.hash], true))
                 .collect(),
             runtime_files: [
                 info.files(),
@@ -185,6 +173,25 @@ pub fn image_request(
         platforms: images,
         memo: Some(store.layout().memo()),
     })
+}
+
+/// The stored artifact of `record` for the image module, with the store's layer blob when
+/// `stored_layer` (the PostgreSQL image's Debian layout), else to be laid out anew.
+fn artifact_layer(
+    store: &Store,
+    record: &crate::store::Realisation,
+    stored_layer: bool,
+) -> ArtifactLayer {
+    ArtifactLayer {
+        name: record.name.to_string(),
+        object: store.object_path(record),
+        tar_size: record.tar_size,
+        layer: stored_layer.then(|| StoredLayer {
+            path: store.layer_path(record),
+            digests: record.layer,
+        }),
+        mtime: record.source_time,
+    }
 }
 
 /// The base image layout of `platform` and the ref to use in it; a registry base is
