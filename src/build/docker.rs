@@ -17,9 +17,10 @@ use std::process::Stdio;
 
 use super::Error;
 use super::builder::{BUILD_UID, Docker, ImageMaker, guest_prefix};
-use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged};
+use super::executor::{Executor, Sandbox, SessionSpec, Step, log_tail, shell_quote};
 use super::kind::KindPaths;
 use super::pgrx::{CargoSetup, installed_cargo_pgrx, rustc_wrapper_script};
+use super::warm::{Container, WarmPool};
 use crate::drv::Derivation;
 use crate::fs::{FsError, err};
 use crate::recipe::{Build, EMULATED_PREFIX, Lock, Platform};
@@ -62,23 +63,26 @@ pub struct DockerExecutor {
     /// Whether builds may reach the network (the engine's default network instead of
     /// none; `AZB_BUILD_NETWORK`).
     pub network: bool,
+    /// Containers started ahead of the builds that take them.
+    pub containers: WarmPool,
 }
 
-/// One build container.
+/// One build container, its input in place.
 struct DockerSandbox {
     docker: Docker,
-    container: String,
+    container: Container,
     drv: Derivation,
     paths: KindPaths,
     env: BTreeMap<String, String>,
     log: PathBuf,
     strip: String,
-    /// Whether the build's own copy of the source is made.
-    copied: bool,
 }
 
 /// Fixed guest paths.
 const WORK: &str = "/build";
+
+/// The label every builder container carries: the store it builds for.
+pub const STORE_LABEL: &str = "org.azb.store";
 
 impl Executor for DockerExecutor {
     fn open<'a>(&'a self, spec: &SessionSpec<'_>) -> Result<Box<dyn Sandbox + 'a>, Error> {
@@ -131,19 +135,14 @@ impl Executor for DockerExecutor {
                 "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig".into(),
             );
         }
-        let container = format!(
-            "azb-build-{}-{}-{}",
-            name,
-            drv.platform.oci_arch(),
-            &tempfile_suffix(spec.work)
-        );
+        // Nothing of the build is in the options, so a container can be started before the
+        // build that takes it is known.
         let user = format!("{BUILD_UID}:{BUILD_UID}");
-        let pids = self.limits.pids.to_string();
-        let cpus = spec.make_jobs.max(1).to_string();
-        self.docker.output(&[
-            "create",
-            "--name",
-            &container,
+        // The label says whose containers these are (`docker ps --filter label=...`).
+        let store_label = format!("{STORE_LABEL}={}", self.store.layout().root().display());
+        let options: Vec<String> = [
+            "--label",
+            &store_label,
             "--network",
             if self.network { "bridge" } else { "none" },
             "--user",
@@ -155,9 +154,7 @@ impl Executor for DockerExecutor {
             "--memory",
             &self.limits.memory,
             "--pids-limit",
-            &pids,
-            "--cpus",
-            &cpus,
+            &self.limits.pids.to_string(),
             "--tmpfs",
             "/tmp:rw,exec,size=2g",
             "--workdir",
@@ -166,7 +163,11 @@ impl Executor for DockerExecutor {
             "sleep",
             &image,
             "infinity",
-        ])?;
+        ]
+        .map(str::to_owned)
+        .into();
+        let prefix_name = format!("azb-build-{}", drv.platform.oci_arch());
+        let container = self.containers.take(&prefix_name, &options)?;
         let sandbox = DockerSandbox {
             docker: self.docker.clone(),
             container,
@@ -190,7 +191,6 @@ impl Executor for DockerExecutor {
             env,
             log: spec.log.to_owned(),
             strip: strip.to_owned(),
-            copied: false,
         };
         // From here on the container is removed when the sandbox is dropped.
         let input = spec.work.join("input.tar");
@@ -204,19 +204,8 @@ impl Executor for DockerExecutor {
         };
         write_input(&input, spec, &prefix, cc, rust)?;
         sandbox.copy_in(&input)?;
-        sandbox.docker.output(&["start", &sandbox.container])?;
         Ok(Box::new(sandbox))
     }
-}
-
-/// The random part of the executor's scratch directory, so container names are unique.
-fn tempfile_suffix(work: &Path) -> String {
-    let text = work
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    text.rsplit('-').next().unwrap_or("x").to_lowercase()
 }
 
 /// The tar streamed into the container at `/`: the source at /build/src (root's,
@@ -354,21 +343,9 @@ fn append_owned<W: Write>(
 impl DockerSandbox {
     fn copy_in(&self, tar: &Path) -> Result<(), Error> {
         let mut file = err::File::open(tar).map_err(|e| FsError::new("open", tar, e))?;
-        self.docker.copy_in(&self.container, |mut stdin| {
+        self.docker.copy_in(&self.container.name, |mut stdin| {
             std::io::copy(&mut file, &mut stdin).map(drop)
         })
-    }
-
-    /// `docker exec` of `argv` as the build user with the session's environment.
-    fn exec(&self, cwd: &Path, argv: &[String]) -> std::process::Command {
-        let mut command = self.docker.command(["exec", "--user"]);
-        command.arg(format!("{BUILD_UID}:{BUILD_UID}"));
-        command.arg("--workdir").arg(cwd);
-        for (key, value) in &self.env {
-            command.arg("--env").arg(format!("{key}={value}"));
-        }
-        command.arg(&self.container).args(argv);
-        command
     }
 }
 
@@ -377,81 +354,198 @@ impl Sandbox for DockerSandbox {
         &self.paths
     }
 
-    fn run(&mut self, step: &Step) -> Result<(), Error> {
-        // Before the first step: the build's own writable copy of the source.
-        if !self.copied {
-            let work_tree = Path::new(WORK).join(self.drv.name.as_str());
-            let prepare = format!(
-                "mkdir '{0}' && cp -R /build/src/. '{0}/' && chmod -R u+w '{0}'",
-                work_tree.display()
-            );
-            let argv = vec!["sh".to_owned(), "-c".to_owned(), prepare];
-            let copy = Step {
-                label: "copy source".into(),
-                argv: argv.clone(),
-                cwd: PathBuf::from(WORK),
-            };
-            run_logged(
-                self.exec(Path::new(WORK), &argv),
-                &copy,
-                &self.drv,
-                &self.log,
-            )?;
-            self.copied = true;
+    /// The whole build is one `docker exec` of a script: each `docker exec` costs tens of
+    /// milliseconds, a build has half a dozen steps. The script announces each step on
+    /// stderr with a marker line (a per-build random token, so build output cannot pass
+    /// for one), writes the build's output there too, and streams DESTDIR as a tar on
+    /// stdout at the end; this side logs the lines, reports the steps and unpacks the tar.
+    fn build(
+        self: Box<Self>,
+        steps: &[Step],
+        started: &mut dyn FnMut(&Step),
+        into: &Path,
+    ) -> Result<(), Error> {
+        let script = BuildScript::new(&self.drv, steps, &self.strip);
+        let mut command = self.docker.command(["exec", "--user"]);
+        command.arg(format!("{BUILD_UID}:{BUILD_UID}"));
+        command.arg("--workdir").arg(WORK);
+        for (key, value) in &self.env {
+            command.arg("--env").arg(format!("{key}={value}"));
         }
-        run_logged(self.exec(&step.cwd, &step.argv), step, &self.drv, &self.log)
-    }
-
-    fn finish(self: Box<Self>, into: &Path) -> Result<(), Error> {
-        // Strip what was built for the platform; anything else is left for the driver to
-        // refuse by its ELF machine.
-        let strip = format!(
-            "find /build/out -type f | while read -r f; do \
-               [ \"$(head -c 4 \"$f\" | od -An -tx1 | tr -d ' \\n')\" = 7f454c46 ] || continue; \
-               {} --strip-unneeded \"$f\" 2>/dev/null || true; \
-             done",
-            self.strip
-        );
-        let argv = vec!["sh".to_owned(), "-c".to_owned(), strip];
-        let step = Step {
-            label: "strip".into(),
-            argv: argv.clone(),
-            cwd: PathBuf::from(WORK),
-        };
-        run_logged(
-            self.exec(Path::new(WORK), &argv),
-            &step,
-            &self.drv,
-            &self.log,
-        )?;
-        let source = format!("{}:{}/out", self.container, WORK);
-        let mut child = self
-            .docker
-            .command(["cp", &source, "-"])
+        command
+            .arg(&self.container.name)
+            .args(["/bin/sh", "-c", &script.text])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::DockerMissing {
-                program: self.docker.program.clone(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        let program = self.docker.program.clone();
+        let missing = |source| Error::DockerMissing {
+            program: program.clone(),
+            source,
+        };
+        let mut child = command.spawn().map_err(missing)?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        let unpacked = unpack_out(stdout, into);
-        let output = child
-            .wait_with_output()
-            .map_err(|source| Error::DockerMissing {
-                program: self.docker.program.clone(),
-                source,
-            })?;
-        // An unpack that failed closed the pipe under docker cp: its own error says more.
-        if unpacked.is_ok() && !output.status.success() {
-            return Err(Error::Docker {
-                command: format!("cp {source} -"),
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (logged, unpacked) = std::thread::scope(|scope| {
+            let unpacking = scope.spawn(|| unpack_out(stdout, into));
+            let logged = script.follow(stderr, &self.log, started, steps);
+            // A step that failed wrote no tar: the unpack sees an empty stream.
+            let unpacked = unpacking.join().unwrap_or_else(|panic| {
+                std::panic::resume_unwind(panic);
+            });
+            (logged, unpacked)
+        });
+        let status = child.wait().map_err(missing)?;
+        let reached = logged?;
+        if !status.success() {
+            let Some(step) = reached else {
+                // Nothing of the script ran: the engine's own message is in the log.
+                return Err(Error::Docker {
+                    command: format!("exec {} /bin/sh -c <build script>", self.container.name),
+                    detail: log_tail(&self.log, 5),
+                });
+            };
+            return Err(Error::Command {
+                name: self.drv.name.clone(),
+                platform: self.drv.platform,
+                step,
+                status: status.to_string(),
+                tail: log_tail(&self.log, 25),
+                log: self.log.clone(),
             });
         }
         unpacked
+    }
+}
+
+/// The shell script of one build, and how to read what it writes on stderr.
+struct BuildScript {
+    text: String,
+    /// Starts every marker line; random per build.
+    marker: String,
+    /// Per marker number: the step's label, its command line as the log shows it, and the
+    /// caller's step to report (none for the script's own steps).
+    steps: Vec<(String, String, Option<usize>)>,
+}
+
+impl BuildScript {
+    fn new(drv: &Derivation, steps: &[Step], strip: &str) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let token = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let marker = format!("\u{1e}azb-step-{token:016x} ");
+        let mut script = Self {
+            // fd 3 is the tar of what was installed; everything else goes to stderr.
+            text: format!(
+                "set -eu\nexec 3>&1 1>&2\nstep() {{ printf '\\036azb-step-{token:016x} %s\\n' \"$1\"; }}\n"
+            ),
+            marker,
+            steps: Vec::new(),
+        };
+        let work_tree = shell_quote(&format!("{WORK}/{}", drv.name));
+        script.own(
+            "copy source",
+            &format!(
+                "mkdir {work_tree}\ncp -R {WORK}/src/. {work_tree}/\nchmod -R u+w {work_tree}"
+            ),
+        );
+        for (index, step) in steps.iter().enumerate() {
+            let argv: Vec<String> = step.argv.iter().map(|a| shell_quote(a)).collect();
+            script.add(
+                &step.label,
+                &format!("$ {}  (in {})", step.argv.join(" "), step.cwd.display()),
+                Some(index),
+                &format!(
+                    "cd {}\n{} 3>&-",
+                    shell_quote(&step.cwd.to_string_lossy()),
+                    argv.join(" ")
+                ),
+            );
+        }
+        // Strip what was built for the platform; anything else is left for the driver to
+        // refuse by its ELF machine.
+        script.own(
+            "strip",
+            &format!(
+                "find {WORK}/out -type f | while read -r f; do \
+                   [ \"$(head -c 4 \"$f\" | od -An -tx1 | tr -d ' \\n')\" = 7f454c46 ] || continue; \
+                   {strip} --strip-unneeded \"$f\" 2>/dev/null || true; \
+                 done"
+            ),
+        );
+        script.own("copy out", &format!("cd {WORK}\ntar -c out >&3"));
+        script
+    }
+
+    /// A step of the script's own: logged as its shell text.
+    fn own(&mut self, label: &str, shell: &str) {
+        self.add(
+            label,
+            &format!("$ {}", shell.replace('\n', "; ")),
+            None,
+            shell,
+        );
+    }
+
+    fn add(&mut self, label: &str, shown: &str, reported: Option<usize>, shell: &str) {
+        let number = self.steps.len();
+        self.text.push_str(&format!("step {number}\n{shell}\n"));
+        self.steps
+            .push((label.to_owned(), shown.to_owned(), reported));
+    }
+
+    /// Copies the script's stderr to the log, a marker replaced by its step's command
+    /// line, and reports the caller's steps as they begin. Returns the label of the last
+    /// step that began, if any did.
+    fn follow(
+        &self,
+        stderr: impl std::io::Read,
+        log: &Path,
+        started: &mut dyn FnMut(&Step),
+        steps: &[Step],
+    ) -> Result<Option<String>, Error> {
+        use std::io::BufRead;
+        let mut out = err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| FsError::new("open log", log, e))?;
+        let mut write = |bytes: &[u8]| {
+            out.write_all(bytes)
+                .map_err(|e| FsError::new("write log", log, e))
+        };
+        let mut reached = None;
+        let marker = self.marker.as_bytes();
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let line = line.map_err(|e| FsError::new("read build output for", log, e))?;
+            let at = line.windows(marker.len()).position(|w| w == marker);
+            let Some(at) = at else {
+                write(&line)?;
+                write(b"\n")?;
+                continue;
+            };
+            // Output without a final newline ends where the marker begins.
+            if at > 0 {
+                write(&line[..at])?;
+                write(b"\n")?;
+            }
+            let number = std::str::from_utf8(&line[at + marker.len()..])
+                .ok()
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            let Some((label, shown, reported)) = number.and_then(|n| self.steps.get(n)) else {
+                write(&line[at..])?;
+                write(b"\n")?;
+                continue;
+            };
+            write(shown.as_bytes())?;
+            write(b"\n")?;
+            if let Some(step) = reported.and_then(|i| steps.get(i)) {
+                started(step);
+            }
+            reached = Some(label.clone());
+        }
+        Ok(reached)
     }
 }
 
@@ -484,15 +578,122 @@ fn unpack_out(mut stream: impl std::io::Read, into: &Path) -> Result<(), Error> 
     Ok(())
 }
 
-impl Drop for DockerSandbox {
-    fn drop(&mut self) {
-        let _ = self
-            .docker
-            .command(["rm", "--force", &self.container])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+#[cfg(test)]
+mod script_tests {
+    use super::*;
+
+    fn drv() -> Derivation {
+        Derivation::example("azb_x")
+    }
+
+    #[test]
+    fn markers_become_command_lines_and_report_the_callers_steps() {
+        let steps = [
+            Step {
+                label: "make".into(),
+                argv: vec!["make".into(), "-j2".into()],
+                cwd: PathBuf::from("/build/azb_x"),
+            },
+            Step {
+                label: "make install".into(),
+                argv: vec!["make".into(), "install".into()],
+                cwd: PathBuf::from("/build/azb_x"),
+            },
+        ];
+        let script = BuildScript::new(&drv(), &steps, "strip");
+        assert!(
+            script
+                .text
+                .contains("cd '/build/azb_x'\n'make' '-j2' 3>&-\n")
+        );
+        let m = &script.marker;
+        // Output without a final newline before a marker; a forged marker of another
+        // token is plain output; a marker number out of range is kept as it is.
+        let stderr = format!(
+            "{m}0\n{m}1\ncc -c x.c\npartial line{m}2\n\u{1e}azb-step-0000000000000000 3\n{m}99\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut seen = Vec::new();
+        let reached = script
+            .follow(
+                stderr.as_bytes(),
+                &log,
+                &mut |step| seen.push(step.label.clone()),
+                &steps,
+            )
+            .unwrap();
+        assert_eq!(seen, ["make", "make install"]);
+        assert_eq!(reached.as_deref(), Some("make install"));
+        let text = crate::fs::err::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "$ mkdir '/build/azb_x'; cp -R /build/src/. '/build/azb_x'/; chmod -R u+w '/build/azb_x'"
+        );
+        assert_eq!(lines[1], "$ make -j2  (in /build/azb_x)");
+        assert_eq!(lines[2], "cc -c x.c");
+        assert_eq!(lines[3], "partial line");
+        assert_eq!(lines[4], "$ make install  (in /build/azb_x)");
+        assert_eq!(lines[5], "\u{1e}azb-step-0000000000000000 3");
+        assert_eq!(lines[6], format!("{}99", m.trim_start()));
+    }
+
+    #[test]
+    fn the_script_runs_in_a_shell_stops_at_the_failing_step_and_writes_no_tar() {
+        // The script itself, run by this machine's sh in a directory standing for /build.
+        let steps = [
+            Step {
+                label: "configure".into(),
+                argv: vec!["true".into()],
+                cwd: PathBuf::from("/"),
+            },
+            Step {
+                label: "make".into(),
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo \"it's broken\" >&2; exit 3".into(),
+                ],
+                cwd: PathBuf::from("/"),
+            },
+            Step {
+                label: "make install".into(),
+                argv: vec!["echo".into(), "never".into()],
+                cwd: PathBuf::from("/"),
+            },
+        ];
+        let script = BuildScript::new(&drv(), &steps, "true");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        crate::fs::err::create_dir_all(root.join("src")).unwrap();
+        let text = script.text.replace(WORK, &root.display().to_string());
+        let output = std::process::Command::new("sh")
+            .args(["-c", &text])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.stdout.is_empty());
+        let log = root.join("log");
+        let mut seen = Vec::new();
+        let reached = script
+            .follow(
+                &output.stderr[..],
+                &log,
+                &mut |s| seen.push(s.label.clone()),
+                &steps,
+            )
+            .unwrap();
+        assert_eq!(seen, ["configure", "make"]);
+        assert_eq!(reached.as_deref(), Some("make"));
+        let log = crate::fs::err::read_to_string(&log).unwrap();
+        assert!(log.contains("it's broken"), "{log}");
+        assert!(!log.contains("never"), "{log}");
     }
 }
 

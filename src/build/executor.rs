@@ -58,12 +58,17 @@ pub trait Executor: Sync {
 pub trait Sandbox {
     /// The paths the steps use.
     fn paths(&self) -> &KindPaths;
-    /// Runs `step`, its output appended to the log; a failure carries the log's tail.
-    fn run(&mut self, step: &Step) -> Result<(), Error>;
-    /// Strips the ELF files the build installed for its platform and puts what it
-    /// installed under DESTDIR into `into`, a directory of this machine (DESTDIR's layout:
-    /// `into` + the prefix holds lib/, share/, ...). Ends the sandbox.
-    fn finish(self: Box<Self>, into: &Path) -> Result<(), Error>;
+    /// Runs `steps` in order, each one's output appended to the log (`started` hears of
+    /// each as it begins); a failure names its step and carries the log's tail. Then strips
+    /// the ELF files the build installed for its platform and puts what it installed under
+    /// DESTDIR into `into`, a directory of this machine (DESTDIR's layout: `into` + the
+    /// prefix holds lib/, share/, ...). Ends the sandbox.
+    fn build(
+        self: Box<Self>,
+        steps: &[Step],
+        started: &mut dyn FnMut(&Step),
+        into: &Path,
+    ) -> Result<(), Error>;
 }
 
 /// Runs `command` for `step`, its stdout and stderr appended to `log` line by line (with
@@ -126,6 +131,11 @@ pub(super) fn run_logged(
         tail: log_tail(log, 25),
         log: log.to_owned(),
     })
+}
+
+/// Quotes `text` for a POSIX shell.
+pub(super) fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// The last `lines` lines of a log, indented for display.

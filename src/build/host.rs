@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged};
+use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged, shell_quote};
 use super::kind::KindPaths;
 use super::pgrx::CargoSetup;
 use super::tree::{link_tree, strip_elf_files, unpack_over};
@@ -123,7 +123,31 @@ impl Sandbox for HostSandbox<'_> {
         &self.paths
     }
 
-    fn run(&mut self, step: &Step) -> Result<(), Error> {
+    fn build(
+        self: Box<Self>,
+        steps: &[Step],
+        started: &mut dyn FnMut(&Step),
+        into: &Path,
+    ) -> Result<(), Error> {
+        for step in steps {
+            started(step);
+            self.run(step)?;
+        }
+        let toolchain = &self.executor.toolchain;
+        strip_elf_files(
+            &self.drv.name,
+            toolchain.platform,
+            &toolchain.strip,
+            &self.paths.destdir,
+        )?;
+        err::rename(&self.paths.destdir, into)
+            .map_err(|e| FsError::new("move the installed files from", &self.paths.destdir, e))?;
+        Ok(())
+    }
+}
+
+impl HostSandbox<'_> {
+    fn run(&self, step: &Step) -> Result<(), Error> {
         let mut argv: Vec<String> = Vec::new();
         if !self.executor.network {
             argv.extend(isolation_prefix()?.iter().map(|s| s.to_string()));
@@ -136,19 +160,6 @@ impl Sandbox for HostSandbox<'_> {
             .env_clear()
             .envs(&self.env);
         run_logged(command, step, &self.drv, &self.log)
-    }
-
-    fn finish(self: Box<Self>, into: &Path) -> Result<(), Error> {
-        let toolchain = &self.executor.toolchain;
-        strip_elf_files(
-            &self.drv.name,
-            toolchain.platform,
-            &toolchain.strip,
-            &self.paths.destdir,
-        )?;
-        err::rename(&self.paths.destdir, into)
-            .map_err(|e| FsError::new("move the installed files from", &self.paths.destdir, e))?;
-        Ok(())
     }
 }
 
@@ -191,11 +202,6 @@ pub(super) fn write_script(path: &Path, script: &str) -> Result<(), FsError> {
     use std::os::unix::fs::PermissionsExt;
     err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| FsError::new("chmod", path, e))
-}
-
-/// Quotes `text` for a POSIX shell.
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// How to cut a command off the network here, decided once per process.

@@ -104,7 +104,7 @@ pub fn build(
         work: &scratch,
         make_jobs: ctx.make_jobs,
     };
-    let mut sandbox = ctx.executor.open(&spec)?;
+    let sandbox = ctx.executor.open(&spec)?;
     let Some(steps) = steps(&recipe.build, sandbox.paths()) else {
         return Err(Error::UnsupportedKind {
             name: drv.name.clone(),
@@ -112,13 +112,13 @@ pub fn build(
         });
     };
     let prefix = sandbox.paths().prefix.clone();
-    for step in steps {
-        ctx.reporter.build_step(&hash, &step.label);
-        sandbox.run(&step)?;
-    }
-    ctx.reporter.build_step(&hash, "normalize");
     let installed = work.join("installed");
-    sandbox.finish(&installed)?;
+    sandbox.build(
+        &steps,
+        &mut |step| ctx.reporter.build_step(&hash, &step.label),
+        &installed,
+    )?;
+    ctx.reporter.build_step(&hash, "normalize");
     let artifact = work.join("artifact");
     let mut roots = vec![src.clone()];
     if build_dir != src {

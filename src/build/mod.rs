@@ -19,6 +19,7 @@ mod rust;
 mod scheduler;
 mod toolchain;
 mod tree;
+mod warm;
 
 pub use builder::{DISTRIBUTION, Docker, ImageMaker, image_tag, resolve_lock, toolchain_hash};
 pub use docker::{DockerExecutor, Limits};
@@ -29,3 +30,4 @@ pub use reporter::{Reporter, Silent};
 pub use rust::rust_identity;
 pub use scheduler::{Outcome, Scheduler};
 pub use toolchain::HostToolchain;
+pub use warm::WarmPool;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::assembly;
 use crate::build::{
-    self, Docker, DockerExecutor, Executor, HostExecutor, Limits, Outcome, Scheduler,
+    self, Docker, DockerExecutor, Executor, HostExecutor, Limits, Outcome, Scheduler, WarmPool,
 };
 use crate::drv::Plan;
 use crate::fetch::Fetcher;
@@ -273,6 +273,7 @@ fn executors(
                 store: store.clone(),
                 limits: Limits::default(),
                 network: crate::env::flag(crate::env::BUILD_NETWORK),
+                containers: WarmPool::new(Docker::default()),
             }),
         };
         out.insert(platform, executor);

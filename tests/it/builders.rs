@@ -43,6 +43,14 @@ fn builder_containers_build_both_platforms_and_the_artifacts_load_into_postgres(
     let out = ctx.run(&["build", "--platform", "all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(built_count(&stderr(&out)), 6);
+    // Every container it started, for a build or ahead of one, is gone.
+    let left = std::process::Command::new("docker")
+        .args(["ps", "--all", "--quiet", "--filter"])
+        .arg(format!("label=org.azb.store={}", ctx.store().display()))
+        .output()
+        .unwrap();
+    assert!(left.status.success());
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "");
 
     let amd64 = artifacts(&ctx, "amd64");
     let arm64 = artifacts(&ctx, "arm64");

@@ -1,0 +1,194 @@
+//! Builder containers started ahead of the builds that take them. Starting a container
+//! costs about 0.3 s on a Docker engine (more on fuse-overlayfs), every build needs a fresh
+//! one, and nothing of it depends on the build: so when a build takes a container, the
+//! pool starts the next one of the same image and options in the background, and the next
+//! build of that kind finds it running. Each container serves exactly one build and is
+//! removed after it (in the background too); the pool removes what is left idle when it
+//! is dropped.
+//!
+//! Owns when containers are created, started and removed. What runs inside is docker.rs's;
+//! the options a container is created with are its caller's.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use super::Error;
+use super::builder::Docker;
+
+/// How many containers of one kind may be idle or starting at once: one per build that
+/// may start at the same moment (the scheduler starts builds in pairs on two slots).
+const AHEAD: usize = 2;
+
+/// A running container, removed (in the background) when dropped.
+pub(super) struct Container {
+    /// Its name.
+    pub name: String,
+    pool: Arc<Inner>,
+}
+
+/// Started, idle containers by the options they were created with.
+pub struct WarmPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    docker: Docker,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Idle containers, and how many are being started, per creation options.
+    kinds: BTreeMap<Vec<String>, Kind>,
+    /// Background work (starting and removing containers), joined on drop.
+    threads: Vec<JoinHandle<()>>,
+    /// Serial number of the next container name.
+    next: u64,
+}
+
+#[derive(Default)]
+struct Kind {
+    idle: Vec<String>,
+    starting: usize,
+}
+
+impl WarmPool {
+    /// A pool on `docker`.
+    pub fn new(docker: Docker) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                docker,
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A running container made with `docker create OPTIONS` (the options end with the
+    /// image and its command), named `<prefix>-<n>`: an idle one when one is ready,
+    /// otherwise one started now. Either way the next one of its kind starts in the
+    /// background.
+    pub(super) fn take(&self, prefix: &str, options: &[String]) -> Result<Container, Error> {
+        let ready = {
+            let mut state = self.inner.lock();
+            let ready = state
+                .kinds
+                .get_mut(options)
+                .and_then(|kind| kind.idle.pop());
+            let kind = state.kinds.entry(options.to_vec()).or_default();
+            let wanted = kind.idle.len() + kind.starting < AHEAD;
+            if wanted {
+                kind.starting += 1;
+                let inner = Arc::clone(&self.inner);
+                let name = state.name(prefix);
+                let options = options.to_vec();
+                let thread = std::thread::spawn(move || inner.start_ahead(name, options));
+                state.threads.push(thread);
+            }
+            ready
+        };
+        let name = match ready {
+            Some(name) => name,
+            None => {
+                let name = self.inner.lock().name(prefix);
+                self.inner.start(&name, options)?;
+                name
+            }
+        };
+        Ok(Container {
+            name,
+            pool: Arc::clone(&self.inner),
+        })
+    }
+}
+
+impl State {
+    fn name(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}-{}-{}", std::process::id(), self.next)
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `docker create` and `docker start`; removes what was created when the start fails.
+    fn start(&self, name: &str, options: &[String]) -> Result<(), Error> {
+        let mut create = vec!["create", "--name", name];
+        create.extend(options.iter().map(String::as_str));
+        self.docker.output(&create)?;
+        if let Err(error) = self.docker.output(&["start", name]) {
+            self.remove(name);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Starts a container for a later build and files it as idle. A failure is left for
+    /// that build to meet (it starts its own and reports the error).
+    fn start_ahead(&self, name: String, options: Vec<String>) {
+        let started = self.start(&name, &options);
+        if let Err(error) = &started {
+            tracing::debug!(%error, "starting a builder container ahead failed");
+        }
+        let mut state = self.lock();
+        let kind = state.kinds.entry(options).or_default();
+        kind.starting -= 1;
+        if started.is_ok() {
+            kind.idle.push(name);
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = self
+            .docker
+            .command(["rm", "--force", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let pool = Arc::clone(&self.pool);
+        let name = std::mem::take(&mut self.name);
+        let thread = std::thread::spawn(move || pool.remove(&name));
+        self.pool.lock().threads.push(thread);
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        // Wait for what is starting, then remove every idle container with one command.
+        loop {
+            let threads = std::mem::take(&mut self.inner.lock().threads);
+            if threads.is_empty() {
+                break;
+            }
+            for thread in threads {
+                let _ = thread.join();
+            }
+        }
+        let idle: Vec<String> = std::mem::take(&mut self.inner.lock().kinds)
+            .into_values()
+            .flat_map(|kind| kind.idle)
+            .collect();
+        if !idle.is_empty() {
+            let mut args = vec!["rm".to_owned(), "--force".to_owned()];
+            args.extend(idle);
+            let _ = self
+                .inner
+                .docker
+                .command(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
