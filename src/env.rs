@@ -30,6 +30,11 @@ pub const TRUSTED_KEYS: &str = "AZB_TRUSTED_KEYS";
 /// machine without one only reads.
 pub const SIGNING_KEY_FILE: &str = "AZB_SIGNING_KEY_FILE";
 
+/// How long to wait for a lock another azb process holds (a build of the same derivation,
+/// a source mirror, a builder image being made), in whole seconds; unset waits as long as
+/// it takes.
+pub const LOCK_TIMEOUT: &str = "AZB_LOCK_TIMEOUT";
+
 /// User name and password for an `oci://` cache's registry (both, or anonymous).
 pub const REGISTRY_USERNAME: &str = "AZB_REGISTRY_USERNAME";
 /// See [`REGISTRY_USERNAME`].
@@ -45,6 +50,18 @@ pub fn path(name: &str) -> Option<PathBuf> {
 /// Reads a string variable; empty counts as unset.
 pub fn string(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads a duration in whole seconds; empty counts as unset, anything else is an error
+/// that says what was found.
+pub fn seconds(name: &str) -> Result<Option<std::time::Duration>, String> {
+    let Some(text) = string(name) else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse::<u64>()
+        .map(|s| Some(std::time::Duration::from_secs(s)))
+        .map_err(|_| format!("{name} must be a whole number of seconds, got '{text}'"))
 }
 
 /// Reads a boolean variable: `1`, `true`, `yes` are true.

@@ -78,8 +78,27 @@ pub struct LockFile {
 }
 
 impl LockFile {
-    /// Takes the lock at `path`, creating the file, waiting while another process holds it.
-    pub fn acquire(path: &Path) -> Result<Self, FsError> {
+    /// Takes the lock at `path`, creating the file, waiting while another process holds it:
+    /// after a second it says what it waits for (`what`: "the build of pgvector for
+    /// linux/amd64", ...), and gives up after [`crate::env::LOCK_TIMEOUT`] when that is set.
+    pub fn acquire(path: &Path, what: &str) -> Result<Self, FsError> {
+        let timeout = crate::env::seconds(crate::env::LOCK_TIMEOUT).map_err(|message| {
+            FsError::new(
+                "lock",
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+            )
+        })?;
+        Self::acquire_within(path, what, timeout)
+    }
+
+    /// [`LockFile::acquire`] with the timeout given.
+    pub fn acquire_within(
+        path: &Path,
+        what: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Self, FsError> {
+        use std::time::{Duration, Instant};
         if let Some(parent) = path.parent() {
             err::create_dir_all(parent).map_err(|e| FsError::new("create directory", parent, e))?;
         }
@@ -91,21 +110,34 @@ impl LockFile {
             .map_err(|e| FsError::new("open lock file", path, e))?
             .into_parts()
             .0;
-        // Say what is being waited for when another process holds it for more than a second.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        let mut told = false;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    if started.elapsed() >= std::time::Duration::from_secs(1) {
+                    let waited = started.elapsed();
+                    if let Some(limit) = timeout.filter(|limit| waited >= *limit) {
+                        let message = format!(
+                            "gave up after {} s waiting for {what}, which another azb process \
+                             holds ({} sets how long to wait)",
+                            limit.as_secs(),
+                            crate::env::LOCK_TIMEOUT
+                        );
+                        return Err(FsError::new(
+                            "lock",
+                            path,
+                            std::io::Error::new(std::io::ErrorKind::TimedOut, message),
+                        ));
+                    }
+                    if !told && waited >= Duration::from_secs(1) {
                         tracing::warn!(
-                            "waiting for `{}`, held by another azb process",
+                            "waiting for {what}: another azb process holds `{}`",
                             path.display()
                         );
-                        file.lock().map_err(|e| FsError::new("lock", path, e))?;
-                        break;
+                        told = true;
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(if told { 200 } else { 50 }));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(FsError::new("lock", path, e));
@@ -141,6 +173,24 @@ pub fn sorted_entries(dir: &Path) -> Result<Vec<err::DirEntry>, FsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_held_lock_times_out_naming_what_it_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/x.lock");
+        let held = super::LockFile::acquire_within(&path, "the build of a", None).unwrap();
+        // Locks belong to open files: a second open in this process waits like another
+        // process would.
+        let timeout = Some(std::time::Duration::from_millis(300));
+        let error = super::LockFile::acquire_within(&path, "the build of a", timeout)
+            .err()
+            .unwrap();
+        let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+        assert!(text.contains("the build of a"), "{text}");
+        assert!(text.contains("AZB_LOCK_TIMEOUT"), "{text}");
+        drop(held);
+        super::LockFile::acquire_within(&path, "the build of a", timeout).unwrap();
+    }
+
     #[test]
     fn a_message_names_the_path_once() {
         let path = std::path::Path::new("/nonexistent/azb-test/file");
@@ -178,7 +228,7 @@ mod tests {
     fn lock_is_exclusive_between_handles() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
-        let held = LockFile::acquire(&path).unwrap();
+        let held = LockFile::acquire(&path, "a test").unwrap();
         let other = err::File::open(&path).unwrap();
         assert!(matches!(
             other.file().try_lock(),

@@ -357,7 +357,10 @@ impl ImageMaker<'_> {
         // The engine is shared by every store of this machine, so the lock is too.
         let locks = std::env::temp_dir().join("azb-builder-locks");
         err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
-        let _lock = LockFile::acquire(&locks.join(format!("{}.lock", tag.replace(':', "-"))))?;
+        let _lock = LockFile::acquire(
+            &locks.join(format!("{}.lock", tag.replace(':', "-"))),
+            &format!("the builder image {tag}"),
+        )?;
         if self.docker.has_image(tag)? {
             return Ok(());
         }

@@ -181,7 +181,10 @@ fn install_cargo_pgrx(
     if bin.is_file() {
         return Ok(bin);
     }
-    let _lock = LockFile::acquire(&store.layout().lock(&format!("tool-cargo-pgrx-{version}")))?;
+    let _lock = LockFile::acquire(
+        &store.layout().lock(&format!("tool-cargo-pgrx-{version}")),
+        &format!("the install of cargo-pgrx {version}"),
+    )?;
     if bin.is_file() {
         return Ok(bin);
     }

@@ -289,7 +289,11 @@ fn build_locked(
     planned: &Planned<'_>,
     deps: &[PathBuf],
 ) -> Result<Realisation, Error> {
-    let _lock = ctx.store.lock(&planned.hash)?;
+    let what = format!(
+        "the build of {} for {}",
+        planned.drv.name, planned.drv.platform
+    );
+    let _lock = ctx.store.lock(&planned.hash, &what)?;
     if let Lookup::Hit(record) = ctx.store.lookup(&planned.hash)? {
         return Ok(*record);
     }

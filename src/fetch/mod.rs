@@ -126,7 +126,10 @@ impl Fetcher {
             "source-{}",
             mirror.file_name().unwrap_or_default().to_string_lossy()
         );
-        let lock = LockFile::acquire(&self.store.layout().lock(&lock_name))?;
+        let lock = LockFile::acquire(
+            &self.store.layout().lock(&lock_name),
+            &format!("the source mirror of {url}"),
+        )?;
         let git = |action, source| Error::Git {
             action,
             url: url.to_owned(),

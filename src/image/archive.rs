@@ -46,15 +46,13 @@ fn blob_entry(digest: &Sha256) -> String {
     format!("blobs/sha256/{digest}")
 }
 
-/// `name:tag` in Docker's fully qualified form (`docker.io/library/x:t` for `x:t`).
-fn qualified(name: &str, tag: &str) -> String {
-    let first = name.split('/').next().unwrap_or_default();
-    let has_domain = name.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-    match (has_domain, name.contains('/')) {
-        (true, _) => format!("{name}:{tag}"),
-        (false, true) => format!("docker.io/{name}:{tag}"),
-        (false, false) => format!("docker.io/library/{name}:{tag}"),
-    }
+/// `name:tag` when `name` starts with a registry (a first part with a dot or a port, or
+/// `localhost`): the form containerd names images by. A short name gets no containerd
+/// name: azb writes no registry of its own choosing, and the loader qualifies the
+/// archive's `RepoTags` by its own default.
+fn qualified(name: &str, tag: &str) -> Option<String> {
+    let (first, _) = name.split_once('/')?;
+    (first.contains(['.', ':']) || first == "localhost").then(|| format!("{name}:{tag}"))
 }
 
 /// Whether `file` is `size` bytes long and ends with `tail`: the archive this module
@@ -98,10 +96,10 @@ pub(crate) fn write(
         .tags
         .iter()
         .map(|tag| {
-            let pairs = [
-                (CONTAINERD_NAME, qualified(image.name, tag)),
-                (REF_NAME, tag.clone()),
-            ];
+            let mut pairs = vec![(REF_NAME, tag.clone())];
+            if let Some(name) = qualified(image.name, tag) {
+                pairs.insert(0, (CONTAINERD_NAME, name));
+            }
             annotated(image.manifest, &pairs)
         })
         .collect();
@@ -188,13 +186,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_qualified_like_docker_does() {
-        assert_eq!(qualified("postgres", "18"), "docker.io/library/postgres:18");
-        assert_eq!(qualified("azb/postgres", "18"), "docker.io/azb/postgres:18");
+    fn only_names_with_a_registry_get_a_containerd_name() {
+        assert_eq!(qualified("postgres", "18"), None);
+        assert_eq!(qualified("azb/postgres", "18"), None);
         assert_eq!(
-            qualified("ghcr.io/azb/postgres", "18"),
-            "ghcr.io/azb/postgres:18"
+            qualified("registry.example/azb/postgres", "18").as_deref(),
+            Some("registry.example/azb/postgres:18")
         );
-        assert_eq!(qualified("localhost:5000/pg", "18"), "localhost:5000/pg:18");
+        assert_eq!(
+            qualified("localhost:5000/pg", "18").as_deref(),
+            Some("localhost:5000/pg:18")
+        );
+        assert_eq!(
+            qualified("localhost/pg", "18").as_deref(),
+            Some("localhost/pg:18")
+        );
     }
 }

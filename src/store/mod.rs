@@ -223,9 +223,13 @@ impl Store {
         &self.layout
     }
 
-    /// Takes the per-derivation lock, so two processes never build the same thing at once.
-    pub fn lock(&self, drv: &DrvHash) -> Result<LockFile, Error> {
-        Ok(LockFile::acquire(&self.layout.lock(&drv.to_string()))?)
+    /// Takes the per-derivation lock, so two processes never build the same thing at once;
+    /// `what` names the build in a message about waiting.
+    pub fn lock(&self, drv: &DrvHash, what: &str) -> Result<LockFile, Error> {
+        Ok(LockFile::acquire(
+            &self.layout.lock(&drv.to_string()),
+            what,
+        )?)
     }
 
     /// Reads a realisation record without touching its files (cheap; for `plan`). A
@@ -386,7 +390,7 @@ impl Store {
         keep: &std::collections::BTreeSet<DrvHash>,
         grace: std::time::Duration,
     ) -> Result<GcReport, Error> {
-        let _lock = LockFile::acquire(&self.layout.lock("gc"))?;
+        let _lock = LockFile::acquire(&self.layout.lock("gc"), "garbage collection")?;
         let now = std::time::SystemTime::now();
         let old = |path: &Path| -> Result<bool, Error> {
             let meta = err::metadata(path).map_err(|e| FsError::new("stat", path, e))?;
