@@ -60,7 +60,7 @@ declare -A smoke=(
   [azb_bulk5]="SELECT azb_bulk5_median(ARRAY[5, 3, 1, 4, 2])"
 )
 
-# BuildKit without buildx: Docker clients before 23 have it built in (Debian 12's docker.io
+# BuildKit without buildx: Docker clients before 23 have it built in (Debian 12's Docker package
 # at /usr/bin/docker); newer ones need the buildx plugin. Nothing is pulled either way.
 buildkit_client() {
   if docker buildx version >/dev/null 2>&1; then
@@ -75,7 +75,7 @@ buildkit_client() {
       return
     fi
   done
-  echo "peer.sh: no Docker client with BuildKit (install docker-buildx, or use Debian's docker.io)" >&2
+  echo "peer.sh: no Docker client with BuildKit (install docker-buildx, or use Debian 12's own Docker client package)" >&2
   return 1
 }
 client=$(buildkit_client)

@@ -14,6 +14,10 @@ pub const SOURCE_MIRRORS: &str = "AZB_SOURCE_MIRRORS";
 /// default).
 pub const BUILD_NETWORK: &str = "AZB_BUILD_NETWORK";
 
+/// Set to `0` to build without the compile cache (each recipe's ccache directory in the
+/// store, carried into its builder container and back). Never part of any hash.
+pub const COMPILE_CACHE: &str = "AZB_COMPILE_CACHE";
+
 /// The apt sources file (deb822 `.sources` or one-line `.list`) naming the Debian archive
 /// that builder packages are resolved against (`azb lock update`) and installed from;
 /// else `/etc/apt/sources.list.d/debian.sources`. Never part of any hash: the lock is.

@@ -36,10 +36,11 @@ pub fn guest_prefix(pg_major: u32) -> String {
 /// The unprivileged user builds run as.
 pub const BUILD_UID: u32 = 1000;
 
-/// Tools every builder has (the host architecture's): compilers and the build systems of
-/// the kinds azb knows.
+/// Tools every builder has (the host architecture's): compilers, the build systems of
+/// the kinds azb knows, and ccache for the compile cache (docker.rs).
 const BASE_TOOLS: &[&str] = &[
     "build-essential",
+    "ccache",
     "pkg-config",
     "cmake",
     "meson",

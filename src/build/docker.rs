@@ -17,6 +17,7 @@ use std::process::Stdio;
 
 use super::Error;
 use super::builder::{BUILD_UID, Docker, ImageMaker, guest_prefix};
+use super::ccache::{self, CompileCache};
 use super::executor::{Executor, Sandbox, SessionSpec, Step, log_tail, shell_quote};
 use super::kind::KindPaths;
 use super::pgrx::{CargoSetup, installed_cargo_pgrx, rustc_wrapper_script};
@@ -76,6 +77,8 @@ struct DockerSandbox {
     env: BTreeMap<String, String>,
     log: PathBuf,
     strip: String,
+    /// The recipe's compile cache, and where the build's copy of it comes back to.
+    cache: Option<(CompileCache, PathBuf)>,
 }
 
 /// Fixed guest paths.
@@ -128,6 +131,10 @@ impl Executor for DockerExecutor {
         );
         env.insert("HOME".into(), format!("{WORK}/home"));
         env.insert("TMPDIR".into(), format!("{WORK}/tmp"));
+        let cache = CompileCache::of(&self.store, drv);
+        if cache.is_some() {
+            CompileCache::env(&mut env);
+        }
         if cross {
             // pkg-config sees the target's .pc files only.
             env.insert(
@@ -191,6 +198,7 @@ impl Executor for DockerExecutor {
             env,
             log: spec.log.to_owned(),
             strip: strip.to_owned(),
+            cache: cache.map(|cache| (cache, spec.work.join("ccache"))),
         };
         // From here on the container is removed when the sandbox is dropped.
         let input = spec.work.join("input.tar");
@@ -202,20 +210,23 @@ impl Executor for DockerExecutor {
             }),
             _ => None,
         };
-        write_input(&input, spec, &prefix, cc, rust)?;
+        let cache = sandbox.cache.as_ref().map(|(cache, _)| cache);
+        write_input(&input, spec, &prefix, cc, rust, cache)?;
         sandbox.copy_in(&input)?;
         Ok(Box::new(sandbox))
     }
 }
 
 /// The tar streamed into the container at `/`: the source at /build/src (root's,
-/// read-only), the dependencies' artifacts over the toolchain, and the compiler wrapper.
+/// read-only), the dependencies' artifacts over the toolchain, the compiler wrapper, and
+/// the compile cache (the build user's).
 fn write_input(
     path: &Path,
     spec: &SessionSpec<'_>,
     prefix: &str,
     cc: &str,
     rust: Option<RustInput<'_>>,
+    cache: Option<&CompileCache>,
 ) -> Result<(), Error> {
     let file = err::File::create(path).map_err(|e| FsError::new("create", path, e))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
@@ -237,12 +248,25 @@ fn write_input(
                 .map_err(io)?;
         }
     }
+    // Through ccache when the cache is on and the builder has it (a lock from before
+    // ccache joined the builders has none).
+    let through_ccache = if cache.is_some() {
+        format!("if command -v ccache >/dev/null; then exec ccache {cc} \"$@\"; fi\n")
+    } else {
+        String::new()
+    };
     let wrapper = format!(
         "#!/bin/sh\n# azb compiler wrapper: portable CPU flags.\n\
          for arg; do\n  shift\n  case \"$arg\" in\n    -march=native|-mtune=native|-mcpu=native) ;;\n    \
-         *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\nexec {cc} \"$@\"\n"
+         *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n{through_ccache}exec {cc} \"$@\"\n"
     );
     append_script(&mut tar, Path::new("build/bin/cc"), &wrapper).map_err(io)?;
+    if let Some(cache) = cache {
+        let _held = cache.hold()?;
+        let guest = Path::new(ccache::GUEST_DIR.trim_start_matches('/'));
+        let kept = cache.dir.is_dir().then_some(cache.dir.as_path());
+        append_owned(&mut tar, guest, kept).map_err(io)?;
+    }
     if let Some(rust) = rust {
         rust.append(&mut tar).map_err(io)?;
     }
@@ -365,7 +389,8 @@ impl Sandbox for DockerSandbox {
         started: &mut dyn FnMut(&Step),
         into: &Path,
     ) -> Result<(), Error> {
-        let script = BuildScript::new(&self.drv, steps, &self.strip);
+        let cached = self.cache.is_some();
+        let script = BuildScript::new(&self.drv, steps, &self.strip, cached);
         let mut command = self.docker.command(["exec", "--user"]);
         command.arg(format!("{BUILD_UID}:{BUILD_UID}"));
         command.arg("--workdir").arg(WORK);
@@ -386,8 +411,9 @@ impl Sandbox for DockerSandbox {
         let mut child = command.spawn().map_err(missing)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let staged = self.cache.as_ref().map(|(_, staged)| staged.as_path());
         let (logged, unpacked) = std::thread::scope(|scope| {
-            let unpacking = scope.spawn(|| unpack_out(stdout, into));
+            let unpacking = scope.spawn(move || unpack_out(stdout, into, staged));
             let logged = script.follow(stderr, &self.log, started, steps);
             // A step that failed wrote no tar: the unpack sees an empty stream.
             let unpacked = unpacking.join().unwrap_or_else(|panic| {
@@ -414,7 +440,11 @@ impl Sandbox for DockerSandbox {
                 log: self.log.clone(),
             });
         }
-        unpacked
+        unpacked?;
+        match &self.cache {
+            Some((cache, staged)) if staged.is_dir() => cache.keep(staged),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -429,7 +459,8 @@ struct BuildScript {
 }
 
 impl BuildScript {
-    fn new(drv: &Derivation, steps: &[Step], strip: &str) -> Self {
+    /// `cached`: the compile cache is at [`ccache::GUEST_DIR`] and goes back with the output.
+    fn new(drv: &Derivation, steps: &[Step], strip: &str, cached: bool) -> Self {
         use std::hash::{BuildHasher, Hasher};
         let token = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -450,6 +481,13 @@ impl BuildScript {
                 "mkdir {work_tree}\ncp -R {WORK}/src/. {work_tree}/\nchmod -R u+w {work_tree}"
             ),
         );
+        let ccache = "command -v ccache >/dev/null";
+        if cached {
+            script.own(
+                "compile cache",
+                &format!("if {ccache}; then ccache --zero-stats >/dev/null; fi"),
+            );
+        }
         for (index, step) in steps.iter().enumerate() {
             let argv: Vec<String> = step.argv.iter().map(|a| shell_quote(a)).collect();
             script.add(
@@ -474,7 +512,14 @@ impl BuildScript {
                  done"
             ),
         );
-        script.own("copy out", &format!("cd {WORK}\ntar -c out >&3"));
+        if cached {
+            script.own(
+                "compile cache",
+                &format!("if {ccache}; then ccache --show-stats; fi"),
+            );
+        }
+        let back = if cached { "out ccache" } else { "out" };
+        script.own("copy out", &format!("cd {WORK}\ntar -c {back} >&3"));
         script
     }
 
@@ -549,10 +594,14 @@ impl BuildScript {
     }
 }
 
-/// Unpacks `docker cp`'s tar of /build/out (entries `out/...`) and moves its `out` to
-/// `into`. tar refuses entries that would land outside the directory, through `..` or a
-/// symlink the build planted.
-fn unpack_out(mut stream: impl std::io::Read, into: &Path) -> Result<(), Error> {
+/// Unpacks the tar of /build/out (entries `out/...`, and `ccache/...` with the compile
+/// cache) and moves its `out` to `into`, its `ccache` to `cache`. tar refuses entries
+/// that would land outside the directory, through `..` or a symlink the build planted.
+fn unpack_out(
+    mut stream: impl std::io::Read,
+    into: &Path,
+    cache: Option<&Path>,
+) -> Result<(), Error> {
     let parent = into.parent().unwrap_or(into);
     let scratch = tempfile::Builder::new()
         .prefix(".out-")
@@ -574,6 +623,11 @@ fn unpack_out(mut stream: impl std::io::Read, into: &Path) -> Result<(), Error> 
         err::rename(&out, into).map_err(|e| FsError::new("move the build output to", into, e))?;
     } else {
         err::create_dir_all(into).map_err(|e| FsError::new("create directory", into, e))?;
+    }
+    let back = scratch.path().join("ccache");
+    if let Some(cache) = cache.filter(|_| back.is_dir()) {
+        err::rename(&back, cache)
+            .map_err(|e| FsError::new("move the compile cache to", cache, e))?;
     }
     Ok(())
 }
@@ -600,7 +654,7 @@ mod script_tests {
                 cwd: PathBuf::from("/build/azb_x"),
             },
         ];
-        let script = BuildScript::new(&drv(), &steps, "strip");
+        let script = BuildScript::new(&drv(), &steps, "strip", false);
         assert!(
             script
                 .text
@@ -663,7 +717,7 @@ mod script_tests {
                 cwd: PathBuf::from("/"),
             },
         ];
-        let script = BuildScript::new(&drv(), &steps, "true");
+        let script = BuildScript::new(&drv(), &steps, "true", false);
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         crate::fs::err::create_dir_all(root.join("src")).unwrap();
@@ -729,7 +783,7 @@ mod unpack_tests {
         let dir = tempfile::tempdir().unwrap();
         let into = dir.path().join("out");
         let mut counted = Counted(&bytes[..], 0);
-        unpack_out(&mut counted, &into).unwrap();
+        unpack_out(&mut counted, &into, None).unwrap();
         assert_eq!(counted.1, bytes.len());
         assert_eq!(crate::fs::err::read(into.join("lib/x.so")).unwrap(), b"elf");
     }

@@ -7,6 +7,7 @@
 //! bars: it reports events.
 
 mod builder;
+mod ccache;
 mod docker;
 mod error;
 mod executor;

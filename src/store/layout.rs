@@ -113,6 +113,16 @@ impl Layout {
         self.root.join("tools").join(format!("{name}-{version}"))
     }
 
+    /// `compile-cache/<recipe>-<arch>-<builder>/`: the ccache directory of one recipe's
+    /// builds for one platform in one builder (owned by the docker executor). Outputs
+    /// never depend on it: ccache answers only for the same preprocessed source, compiler
+    /// and flags. Kept between builds; `builder` is a short digest of the builder identity.
+    pub fn compile_cache(&self, recipe: &str, arch: &str, builder: &str) -> PathBuf {
+        self.root
+            .join("compile-cache")
+            .join(format!("{recipe}-{arch}-{builder}"))
+    }
+
     /// `cargo/`: the CARGO_HOME of Rust builds: the crates their Cargo.lock pins (checked
     /// by checksum), fetched before builds, read offline by them.
     pub fn cargo_home(&self) -> PathBuf {

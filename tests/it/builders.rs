@@ -462,3 +462,67 @@ fn a_recipe_that_cannot_cross_builds_in_an_emulated_arm64_builder() {
     server.psql("CREATE EXTENSION azb_script");
     assert_eq!(server.psql("SELECT azb_script_answer()"), "106");
 }
+
+/// `Hits: H / N` of ccache's statistics in a build log.
+fn compile_cache_hits(log: &str) -> Option<(u32, u32)> {
+    let line = log.lines().find(|l| l.trim_start().starts_with("Hits:"))?;
+    let numbers: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    Some((*numbers.first()?, *numbers.get(1)?))
+}
+
+#[test]
+fn after_one_file_changes_the_compile_cache_recompiles_only_it_and_the_artifact_is_the_same() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    let first = ctx.commit_fixture("azb_bulk1", &[]);
+    ctx.write_recipe(RecipeSpec::new("azb_bulk1", first));
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let caches = ctx.store().join("compile-cache");
+    let kept: Vec<_> = fs_err::read_dir(&caches).unwrap().collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "one cache: one recipe, one platform, one builder"
+    );
+
+    // One of the six C files changes.
+    let fixture = crate::context::repo_root().join("tests/fixtures/extensions/azb_bulk1");
+    let primes = fs_err::read_to_string(fixture.join("primes.c")).unwrap();
+    let changed =
+        format!("{primes}\n/* one change */\nint azb_bulk1_changed(void) {{ return 1; }}\n");
+    let second = ctx.commit_fixture("azb_bulk1", &[("primes.c", &changed)]);
+    ctx.write_recipe(RecipeSpec::new("azb_bulk1", second));
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hash = plan_rows(&ctx, "amd64")["azb_bulk1"].2.clone();
+    let log = fs_err::read_to_string(ctx.store().join(format!("logs/{hash}.log"))).unwrap();
+    assert_eq!(compile_cache_hits(&log), Some((5, 6)), "{log}");
+
+    // The same derivation from nothing, with no compile cache: the same bytes.
+    let store2 = ctx.root().join("store2");
+    let again = ctx
+        .azb_with_store(&store2)
+        .env("AZB_COMPILE_CACHE", "0")
+        .args(["build", "--platform", "amd64"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!store2.join("compile-cache").exists());
+    let log2 = fs_err::read_to_string(store2.join(format!("logs/{hash}.log"))).unwrap();
+    assert_eq!(compile_cache_hits(&log2), None, "{log2}");
+    let (warm, cold) = (
+        azb::store::Store::open(&ctx.store()).unwrap(),
+        azb::store::Store::open(&store2).unwrap(),
+    );
+    let hash = hash.parse().unwrap();
+    assert_eq!(
+        warm.realisation(&hash).unwrap().unwrap().object,
+        cold.realisation(&hash).unwrap().unwrap().object,
+        "a warm compile cache changed the artifact"
+    );
+}
