@@ -39,9 +39,16 @@ pub(crate) fn parse_hex<const N: usize>(
     Ok(out)
 }
 
-/// Declares a 32-byte hash newtype with hex `Display`/`FromStr`/serde and `short()`.
+/// Declares a hash newtype of `$len` bytes with hex `Display`/`FromStr`/serde and
+/// `short()`. `FromStr` fails with [`HashParseError`], or with `$err` (which must be
+/// `From<HashParseError>`) when one is given.
 macro_rules! hash_newtype {
     ($(#[$doc:meta])* $name:ident, $len:literal, $what:literal) => {
+        $crate::digest::hash_newtype!(
+            $(#[$doc])* $name, $len, $what, $crate::digest::HashParseError
+        );
+    };
+    ($(#[$doc:meta])* $name:ident, $len:literal, $what:literal, $err:ty) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name([u8; $len]);
@@ -76,9 +83,11 @@ macro_rules! hash_newtype {
         }
 
         impl std::str::FromStr for $name {
-            type Err = $crate::digest::HashParseError;
+            type Err = $err;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $crate::digest::parse_hex::<$len>(s, $what).map(Self)
+                $crate::digest::parse_hex::<$len>(s, $what)
+                    .map(Self)
+                    .map_err(<$err>::from)
             }
         }
 

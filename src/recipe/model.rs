@@ -4,35 +4,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// A 40-digit lowercase hex git commit id: the only way a recipe pins its source.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CommitSha([u8; 20]);
-
-impl CommitSha {
-    /// The raw object id bytes.
-    pub fn as_bytes(&self) -> &[u8; 20] {
-        &self.0
-    }
-
-    /// The first 12 hex digits, for people.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..6])
-    }
-}
-
-impl fmt::Display for CommitSha {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for CommitSha {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CommitSha({self})")
-    }
-}
+crate::digest::hash_newtype!(
+    /// A 40-digit lowercase hex git commit id: the only way a recipe pins its source.
+    CommitSha, 20, "commit", BadCommit
+);
 
 /// A commit text that is not 40 lowercase hex digits.
 #[derive(Debug, thiserror::Error)]
@@ -41,26 +18,9 @@ impl fmt::Debug for CommitSha {
 )]
 pub struct BadCommit(pub String);
 
-impl FromStr for CommitSha {
-    type Err = BadCommit;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::digest::parse_hex::<20>(s, "commit")
-            .map(Self)
-            .map_err(|_| BadCommit(s.to_owned()))
-    }
-}
-
-impl Serialize for CommitSha {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for CommitSha {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+impl From<crate::digest::HashParseError> for BadCommit {
+    fn from(error: crate::digest::HashParseError) -> Self {
+        Self(error.text)
     }
 }
 
