@@ -265,7 +265,9 @@ change=0
 change_one_file() {
   change=$((change + 1))
   local dir="$work/up/$changed" commit
-  printf '/* peer.sh change %d */\n' "$change" >>"$dir/$changed_file"
+  # The run's own name in the change, so no cache of an earlier run (BuildKit's records
+  # outlive a run whose cleanup could not prune them) already holds the result.
+  printf '/* peer.sh %s change %d */\n' "$prefix" "$change" >>"$dir/$changed_file"
   GIT_AUTHOR_NAME=azb GIT_AUTHOR_EMAIL=demo@example.invalid GIT_AUTHOR_DATE="$((1750000000 + change)) +0000" \
     GIT_COMMITTER_NAME=azb GIT_COMMITTER_EMAIL=demo@example.invalid GIT_COMMITTER_DATE="$((1750000000 + change)) +0000" \
     git -C "$dir" -c commit.gpgSign=false commit -q -am "$changed: change $change"

@@ -23,6 +23,9 @@ use crate::store::Store;
 /// Where the cache is in the container.
 pub(super) const GUEST_DIR: &str = "/build/ccache";
 
+/// ccache's statistics log of one build (outside the cache, so it does not come back).
+pub(super) const STATS_LOG: &str = "/build/tmp/ccache-stats";
+
 /// One recipe's compile cache for one platform and builder.
 pub(super) struct CompileCache {
     /// The directory in the store (absent until a build kept one).
@@ -50,10 +53,13 @@ impl CompileCache {
         })
     }
 
-    /// Points ccache at the cache: its own size limit, results readable by the build user.
+    /// Points ccache at the cache: its own size limit, results readable by the build user,
+    /// depend mode (the compiler wrapper adds -MD), a statistics log of this build.
     pub fn env(env: &mut BTreeMap<String, String>) {
         for (key, value) in [
             ("CCACHE_DIR", GUEST_DIR),
+            ("CCACHE_DEPEND", "1"),
+            ("CCACHE_STATSLOG", STATS_LOG),
             ("CCACHE_MAXSIZE", "1G"),
             ("CCACHE_UMASK", "022"),
         ] {

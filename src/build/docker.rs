@@ -164,6 +164,11 @@ impl Executor for DockerExecutor {
             &self.limits.pids.to_string(),
             "--tmpfs",
             "/tmp:rw,exec,size=2g",
+            // The work tree on a volume of its own: the engine's own filesystem, not the
+            // container's layered one (fuse-overlayfs here made ccache's small files and
+            // the compiler's outputs a third slower). Removed with the container.
+            "--mount",
+            &format!("type=volume,dst={WORK}"),
             "--workdir",
             WORK,
             "--entrypoint",
@@ -249,9 +254,16 @@ fn write_input(
         }
     }
     // Through ccache when the cache is on and the builder has it (a lock from before
-    // ccache joined the builders has none).
+    // ccache joined the builders has none). A compile gets -MD unless it names its own
+    // dependency output: ccache's depend mode then reads the compiler's list of headers
+    // instead of running the preprocessor a second time, which nearly doubled the cost
+    // of a miss on PostgreSQL's headers (2.0 s against 3.7 s for a six-file extension).
     let through_ccache = if cache.is_some() {
-        format!("if command -v ccache >/dev/null; then exec ccache {cc} \"$@\"; fi\n")
+        format!(
+            "if command -v ccache >/dev/null; then\n  \
+               case \" $* \" in *\" -c \"*) case \" $* \" in *\" -M\"*) ;; *) set -- \"$@\" -MD ;; esac ;; esac\n  \
+               exec ccache {cc} \"$@\"\nfi\n"
+        )
     } else {
         String::new()
     };
@@ -481,13 +493,7 @@ impl BuildScript {
                 "mkdir {work_tree}\ncp -R {WORK}/src/. {work_tree}/\nchmod -R u+w {work_tree}"
             ),
         );
-        let ccache = "command -v ccache >/dev/null";
-        if cached {
-            script.own(
-                "compile cache",
-                &format!("if {ccache}; then ccache --zero-stats >/dev/null; fi"),
-            );
-        }
+
         for (index, step) in steps.iter().enumerate() {
             let argv: Vec<String> = step.argv.iter().map(|a| shell_quote(a)).collect();
             script.add(
@@ -513,9 +519,15 @@ impl BuildScript {
             ),
         );
         if cached {
-            script.own(
+            // What ccache did in this build (its statistics log: one line per event).
+            let log = ccache::STATS_LOG;
+            script.add(
                 "compile cache",
-                &format!("if {ccache}; then ccache --show-stats; fi"),
+                "$ # the compile cache's hits and misses",
+                None,
+                &format!(
+                    "if [ -f {log} ]; then echo \"compile cache: $(grep -c '^direct_cache_hit' {log} || true) hits, $(grep -c '^cache_miss' {log} || true) misses\"; fi"
+                ),
             );
         }
         let back = if cached { "out ccache" } else { "out" };

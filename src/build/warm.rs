@@ -145,7 +145,7 @@ impl Inner {
     fn remove(&self, name: &str) {
         let _ = self
             .docker
-            .command(["rm", "--force", name])
+            .command(["rm", "--force", "--volumes", name])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -179,7 +179,7 @@ impl Drop for WarmPool {
             .flat_map(|kind| kind.idle)
             .collect();
         if !idle.is_empty() {
-            let mut args = vec!["rm".to_owned(), "--force".to_owned()];
+            let mut args = ["rm", "--force", "--volumes"].map(str::to_owned).to_vec();
             args.extend(idle);
             let _ = self
                 .inner
