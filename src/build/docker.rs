@@ -66,7 +66,17 @@ pub struct DockerExecutor {
     pub network: bool,
     /// Containers started ahead of the builds that take them.
     pub containers: WarmPool,
+    /// The builder images already ensured in this run.
+    pub images: ImageMemo,
 }
+
+/// The builder images ensured in this run, by what chooses one (build packages, emulated,
+/// the recipe of a Rust build): asking the engine again costs a `docker` call each time.
+#[derive(Default)]
+pub struct ImageMemo(std::sync::Mutex<BTreeMap<ImageChoice, String>>);
+
+/// Build packages, emulated, and the recipe of a Rust build.
+type ImageChoice = (Vec<String>, bool, Option<String>);
 
 /// One build container, its input in place.
 struct DockerSandbox {
@@ -87,9 +97,9 @@ const WORK: &str = "/build";
 /// The label every builder container carries: the store it builds for.
 pub const STORE_LABEL: &str = "org.azb.store";
 
-impl Executor for DockerExecutor {
-    fn open<'a>(&'a self, spec: &SessionSpec<'_>) -> Result<Box<dyn Sandbox + 'a>, Error> {
-        let drv = spec.drv;
+impl DockerExecutor {
+    /// The builder image of `drv` (made now if this engine lacks it).
+    fn image(&self, drv: &Derivation, build: &Build) -> Result<String, Error> {
         let maker = ImageMaker {
             docker: &self.docker,
             store: &self.store,
@@ -102,16 +112,98 @@ impl Executor for DockerExecutor {
         let emulated = drv.builder.as_str().starts_with(EMULATED_PREFIX);
         // Refused with its place when recipes load; a derivation made by hand still gets a
         // clear error, before any image is made.
-        if emulated && matches!(spec.build, Build::CargoPgrx { .. }) {
+        if emulated && matches!(build, Build::CargoPgrx { .. }) {
             return Err(Error::UnsupportedKind {
                 name: drv.name.clone(),
                 kind: "CargoPgrx in an emulated arm64 builder (cargo-pgrx cross-compiles: drop `emulate_arm64`)",
             });
         }
+        let rust = matches!(build, Build::CargoPgrx { .. }).then(|| drv.name.to_string());
+        let key = (drv.build_packages.clone(), emulated, rust);
+        let memo = |images: &ImageMemo| {
+            let map = images
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.get(&key).cloned()
+        };
+        if let Some(image) = memo(&self.images) {
+            return Ok(image);
+        }
         let mut image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
+        if key.2.is_some() {
+            image = maker.ensure_rust(&image, &drv.name, drv.platform)?;
+        }
+        self.images
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, image.clone());
+        Ok(image)
+    }
+
+    /// `docker create` options of a build container of `image`. Nothing of the build is in
+    /// them, so a container can be started before the build that takes it is known.
+    fn options(&self, image: &str) -> Vec<String> {
+        let user = format!("{BUILD_UID}:{BUILD_UID}");
+        // The label says whose containers these are (`docker ps --filter label=...`).
+        let store_label = format!("{STORE_LABEL}={}", self.store.layout().root().display());
+        [
+            "--label",
+            &store_label,
+            "--network",
+            if self.network { "bridge" } else { "none" },
+            "--user",
+            &user,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--memory",
+            &self.limits.memory,
+            "--pids-limit",
+            &self.limits.pids.to_string(),
+            "--tmpfs",
+            "/tmp:rw,exec,size=2g",
+            // The work tree on a volume of its own: the engine's own filesystem, not the
+            // container's layered one (fuse-overlayfs here made ccache's small files and
+            // the compiler's outputs a third slower). Removed with the container.
+            "--mount",
+            &format!("type=volume,dst={WORK}"),
+            "--workdir",
+            WORK,
+            "--entrypoint",
+            "sleep",
+            image,
+            "infinity",
+        ]
+        .map(str::to_owned)
+        .into()
+    }
+
+    /// The prefix of build containers' names.
+    fn container_prefix(platform: Platform) -> String {
+        format!("azb-build-{}", platform.oci_arch())
+    }
+}
+
+impl Executor for DockerExecutor {
+    fn warm(&self, drv: &Derivation, build: &Build) {
+        match self.image(drv, build) {
+            Ok(image) => self
+                .containers
+                .start_ahead(&Self::container_prefix(drv.platform), &self.options(&image)),
+            // The build meets it again and reports it.
+            Err(error) => tracing::debug!(%error, "no builder container started ahead"),
+        }
+    }
+
+    fn open<'a>(&'a self, spec: &SessionSpec<'_>) -> Result<Box<dyn Sandbox + 'a>, Error> {
+        let drv = spec.drv;
+        let emulated = drv.builder.as_str().starts_with(EMULATED_PREFIX);
+        let image = self.image(drv, spec.build)?;
         let cargo_pgrx = match spec.build {
             Build::CargoPgrx { pgrx, .. } => {
-                image = maker.ensure_rust(&image, &drv.name, drv.platform)?;
                 Some(installed_cargo_pgrx(&self.store, &drv.name, pgrx)?)
             }
             _ => None,
@@ -142,44 +234,9 @@ impl Executor for DockerExecutor {
                 "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig".into(),
             );
         }
-        // Nothing of the build is in the options, so a container can be started before the
-        // build that takes it is known.
-        let user = format!("{BUILD_UID}:{BUILD_UID}");
-        // The label says whose containers these are (`docker ps --filter label=...`).
-        let store_label = format!("{STORE_LABEL}={}", self.store.layout().root().display());
-        let options: Vec<String> = [
-            "--label",
-            &store_label,
-            "--network",
-            if self.network { "bridge" } else { "none" },
-            "--user",
-            &user,
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--memory",
-            &self.limits.memory,
-            "--pids-limit",
-            &self.limits.pids.to_string(),
-            "--tmpfs",
-            "/tmp:rw,exec,size=2g",
-            // The work tree on a volume of its own: the engine's own filesystem, not the
-            // container's layered one (fuse-overlayfs here made ccache's small files and
-            // the compiler's outputs a third slower). Removed with the container.
-            "--mount",
-            &format!("type=volume,dst={WORK}"),
-            "--workdir",
-            WORK,
-            "--entrypoint",
-            "sleep",
-            &image,
-            "infinity",
-        ]
-        .map(str::to_owned)
-        .into();
-        let prefix_name = format!("azb-build-{}", drv.platform.oci_arch());
-        let container = self.containers.take(&prefix_name, &options)?;
+        let container = self
+            .containers
+            .take(&Self::container_prefix(drv.platform), &self.options(&image))?;
         let sandbox = DockerSandbox {
             docker: self.docker.clone(),
             container,

@@ -50,6 +50,10 @@ pub struct SessionSpec<'a> {
 
 /// Where builds run.
 pub trait Executor: Sync {
+    /// Told of a build that is about to come (before its source is fetched), so the
+    /// environment can get ready meanwhile. Never fails: `open` meets any problem again.
+    fn warm(&self, _drv: &Derivation, _build: &Build) {}
+
     /// Prepares the environment of one build.
     fn open<'a>(&'a self, spec: &SessionSpec<'_>) -> Result<Box<dyn Sandbox + 'a>, Error>;
 }

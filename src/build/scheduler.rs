@@ -99,6 +99,9 @@ impl Scheduler<'_> {
         if pending.is_empty() {
             return Ok(outcome);
         }
+        // The first builds' environments get ready while sources are fetched.
+        let mut warmed = BTreeSet::new();
+        self.warm_next(&pending, &mut warmed);
         let mut failed: BTreeSet<DrvHash> = BTreeSet::new();
         // Every source is fetched before any build starts: builds have no network.
         let mut fetched = BTreeSet::new();
@@ -157,7 +160,18 @@ impl Scheduler<'_> {
                 }
             }
         }
-        self.run_builds(plan, pending, failed, outcome)
+        self.run_builds(plan, pending, failed, outcome, warmed)
+    }
+
+    /// Tells the executors of the next builds to come (as many as run at once) that
+    /// they are coming, each once.
+    fn warm_next(&self, pending: &[&Planned<'_>], warmed: &mut BTreeSet<DrvHash>) {
+        for planned in pending.iter().take(self.jobs.max(1)) {
+            if warmed.insert(planned.hash) {
+                self.executors[&planned.drv.platform]
+                    .warm(&planned.drv, &planned.recipe.recipe.build);
+            }
+        }
     }
 
     fn run_builds<'p>(
@@ -166,6 +180,7 @@ impl Scheduler<'_> {
         mut pending: Vec<&Planned<'p>>,
         mut failed: BTreeSet<DrvHash>,
         mut outcome: Outcome,
+        mut warmed: BTreeSet<DrvHash>,
     ) -> Result<Outcome, Error> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs.max(1))
@@ -258,6 +273,8 @@ impl Scheduler<'_> {
                     running += 1;
                     pending.retain(|p| p.hash != planned.hash);
                 }
+                // While these run, the next ones' containers start.
+                self.warm_next(&pending, &mut warmed);
                 if running == 0 {
                     return Ok(());
                 }

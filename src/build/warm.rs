@@ -1,8 +1,8 @@
 //! Builder containers started ahead of the builds that take them. Starting a container
 //! costs about 0.3 s on a Docker engine (more on fuse-overlayfs), every build needs a fresh
-//! one, and nothing of it depends on the build: so when a build takes a container, the
-//! pool starts the next one of the same image and options in the background, and the next
-//! build of that kind finds it running. Each container serves exactly one build and is
+//! one, and nothing of it depends on the build: so when the scheduler knows a build is
+//! coming, the pool starts a container of its image and options in the background, and
+//! the build finds it running. Each container serves exactly one build and is
 //! removed after it (in the background too); the pool removes what is left idle when it
 //! is dropped.
 //!
@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use super::Error;
@@ -36,6 +36,8 @@ pub struct WarmPool {
 struct Inner {
     docker: Docker,
     state: Mutex<State>,
+    /// Signalled when a container started ahead is ready (or failed to start).
+    started: Condvar,
 }
 
 #[derive(Default)]
@@ -61,32 +63,31 @@ impl WarmPool {
             inner: Arc::new(Inner {
                 docker,
                 state: Mutex::default(),
+                started: Condvar::new(),
             }),
         }
     }
 
     /// A running container made with `docker create OPTIONS` (the options end with the
-    /// image and its command), named `<prefix>-<n>`: an idle one when one is ready,
-    /// otherwise one started now. Either way the next one of its kind starts in the
-    /// background.
+    /// image and its command), named `<prefix>-<n>`: an idle one when one is ready, else
+    /// the one being started ahead when it comes, otherwise one started now.
     pub(super) fn take(&self, prefix: &str, options: &[String]) -> Result<Container, Error> {
         let ready = {
             let mut state = self.inner.lock();
-            let ready = state
-                .kinds
-                .get_mut(options)
-                .and_then(|kind| kind.idle.pop());
-            let kind = state.kinds.entry(options.to_vec()).or_default();
-            let wanted = kind.idle.len() + kind.starting < AHEAD;
-            if wanted {
-                kind.starting += 1;
-                let inner = Arc::clone(&self.inner);
-                let name = state.name(prefix);
-                let options = options.to_vec();
-                let thread = std::thread::spawn(move || inner.start_ahead(name, options));
-                state.threads.push(thread);
+            loop {
+                let kind = state.kinds.entry(options.to_vec()).or_default();
+                if let Some(name) = kind.idle.pop() {
+                    break Some(name);
+                }
+                if kind.starting == 0 {
+                    break None;
+                }
+                state = self
+                    .inner
+                    .started
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
-            ready
         };
         let name = match ready {
             Some(name) => name,
@@ -100,6 +101,28 @@ impl WarmPool {
             name,
             pool: Arc::clone(&self.inner),
         })
+    }
+}
+
+impl WarmPool {
+    /// Starts a container of this kind in the background (unless enough are idle or
+    /// starting), for a build about to come.
+    pub(super) fn start_ahead(&self, prefix: &str, options: &[String]) {
+        let mut state = self.inner.lock();
+        self.ahead(&mut state, prefix, options);
+    }
+
+    fn ahead(&self, state: &mut State, prefix: &str, options: &[String]) {
+        let kind = state.kinds.entry(options.to_vec()).or_default();
+        if kind.idle.len() + kind.starting >= AHEAD {
+            return;
+        }
+        kind.starting += 1;
+        let inner = Arc::clone(&self.inner);
+        let name = state.name(prefix);
+        let options = options.to_vec();
+        let thread = std::thread::spawn(move || inner.start_ahead(name, options));
+        state.threads.push(thread);
     }
 }
 
@@ -140,6 +163,7 @@ impl Inner {
         if started.is_ok() {
             kind.idle.push(name);
         }
+        self.started.notify_all();
     }
 
     fn remove(&self, name: &str) {

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::assembly;
 use crate::build::{
-    self, Docker, DockerExecutor, Executor, HostExecutor, Limits, Outcome, Scheduler, WarmPool,
+    self, Docker, DockerExecutor, Executor, HostExecutor, ImageMemo, Limits, Outcome, Scheduler,
+    WarmPool,
 };
 use crate::drv::Plan;
 use crate::fetch::Fetcher;
@@ -274,6 +275,7 @@ fn executors(
                 limits: Limits::default(),
                 network: crate::env::flag(crate::env::BUILD_NETWORK),
                 containers: WarmPool::new(Docker::default()),
+                images: ImageMemo::default(),
             }),
         };
         out.insert(platform, executor);
