@@ -81,7 +81,7 @@ impl SourceFile {
             let start = from + found;
             from = start + field.len();
             let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-            let in_comment = text[line_start..start].contains("//");
+            let in_comment = starts_comment(&text[line_start..start]);
             let before_ok = !in_comment
                 && text[..start]
                     .chars()
@@ -220,8 +220,37 @@ pub(crate) fn from_ron(
     file.diagnostic(start..end, error.code.to_string(), "here", help)
 }
 
+/// Whether `line` (the start of a line, up to some point) opens a `//` comment outside
+/// string literals: a URL's `//` in a string does not.
+fn starts_comment(line: &str) -> bool {
+    let mut in_string = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if in_string => {
+                chars.next();
+            }
+            '"' => in_string = !in_string,
+            '/' if !in_string && chars.peek() == Some(&'/') => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_url_in_a_string_is_not_a_comment() {
+        use super::starts_comment;
+        assert!(!starts_comment(
+            r#"source: Git(url: "https://x.invalid/a", "#
+        ));
+        assert!(starts_comment(r#"    // commit: "#));
+        assert!(starts_comment(r#"name: "a\"//", // commit"#));
+        assert!(!starts_comment(r#"name: "a\"//", "#));
+    }
+
     use super::*;
 
     fn file(text: &str) -> SourceFile {

@@ -110,6 +110,19 @@ mod tests {
     const OLD: &str = "0123456789abcdef0123456789abcdef01234567";
     const NEW: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
+    #[test]
+    fn a_source_on_one_line_with_a_url_is_re_pinned() {
+        let text = format!(
+            "Recipe(name: \"x\", kind: Extension, source: Git(url: \"https://x.invalid/x\", commit: \"{OLD}\"), build: Pgxs())"
+        );
+        assert_eq!(
+            pin(&text, Some("v2")),
+            format!(
+                "Recipe(name: \"x\", kind: Extension, source: Git(url: \"https://x.invalid/x\", commit: \"{NEW}\", tag: Some(\"v2\")), build: Pgxs())"
+            )
+        );
+    }
+
     fn pin(text: &str, tag: Option<&str>) -> String {
         set_pin(
             &SourceFile::new(Path::new("r.ron"), text.to_owned()),
