@@ -21,7 +21,7 @@ use super::ccache::{self, CompileCache};
 use super::executor::{Executor, Sandbox, SessionSpec, Step, log_tail, shell_quote};
 use super::kind::KindPaths;
 use super::pgrx::{CargoSetup, installed_cargo_pgrx, rustc_wrapper_script};
-use super::warm::{Container, WarmPool};
+use super::warm::{self, Container, WarmPool};
 use crate::drv::Derivation;
 use crate::fs::{FsError, err};
 use crate::recipe::{Build, EMULATED_PREFIX, Lock, Platform};
@@ -146,11 +146,15 @@ impl DockerExecutor {
     /// them, so a container can be started before the build that takes it is known.
     fn options(&self, image: &str) -> Vec<String> {
         let user = format!("{BUILD_UID}:{BUILD_UID}");
-        // The label says whose containers these are (`docker ps --filter label=...`).
-        let store_label = format!("{STORE_LABEL}={}", self.store.layout().root().display());
+        // The labels say whose containers these are (`docker ps --filter label=...`): the
+        // store they build for and the process that started them.
+        let store_label = format!("{STORE_LABEL}={}", self.store_label());
+        let owner_label = format!("{}={}", warm::OWNER_LABEL, warm::owner());
         [
             "--label",
             &store_label,
+            "--label",
+            &owner_label,
             "--network",
             if self.network { "bridge" } else { "none" },
             "--user",
@@ -181,6 +185,11 @@ impl DockerExecutor {
         .into()
     }
 
+    /// The store, as containers are labelled with it.
+    fn store_label(&self) -> String {
+        self.store.layout().root().display().to_string()
+    }
+
     /// The prefix of build containers' names.
     fn container_prefix(platform: Platform) -> String {
         format!("azb-build-{}", platform.oci_arch())
@@ -189,6 +198,8 @@ impl DockerExecutor {
 
 impl Executor for DockerExecutor {
     fn warm(&self, drv: &Derivation, build: &Build) {
+        self.containers
+            .reap_once(&format!("{STORE_LABEL}={}", self.store_label()));
         match self.image(drv, build) {
             Ok(image) => self
                 .containers

@@ -17,6 +17,20 @@ use std::thread::JoinHandle;
 use super::Error;
 use super::builder::Docker;
 
+/// The label naming the process that started a container: `<host>:<pid>`.
+pub(super) const OWNER_LABEL: &str = "org.azb.owner";
+
+/// This process, as [`OWNER_LABEL`] names it.
+pub(super) fn owner() -> String {
+    format!("{}:{}", host(), std::process::id())
+}
+
+fn host() -> String {
+    crate::fs::err::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// How many containers of one kind may be idle or starting at once: one per build that
 /// may start at the same moment (the scheduler starts builds in pairs on two slots).
 const AHEAD: usize = 2;
@@ -48,6 +62,8 @@ struct State {
     threads: Vec<JoinHandle<()>>,
     /// Serial number of the next container name.
     next: u64,
+    /// Whether the containers a killed azb left behind were looked for.
+    reaped: bool,
 }
 
 #[derive(Default)]
@@ -105,6 +121,21 @@ impl WarmPool {
 }
 
 impl WarmPool {
+    /// Once per pool, in the background: removes the containers carrying `label` (`k=v`)
+    /// that a process of this host started and that outlived it (azb killed mid-build
+    /// leaves its containers running).
+    pub(super) fn reap_once(&self, label: &str) {
+        let mut state = self.inner.lock();
+        if std::mem::replace(&mut state.reaped, true) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let label = label.to_owned();
+        state
+            .threads
+            .push(std::thread::spawn(move || inner.reap(&label)));
+    }
+
     /// Starts a container of this kind in the background (unless enough are idle or
     /// starting), for a build about to come.
     pub(super) fn start_ahead(&self, prefix: &str, options: &[String]) {
@@ -164,6 +195,35 @@ impl Inner {
             kind.idle.push(name);
         }
         self.started.notify_all();
+    }
+
+    fn reap(&self, label: &str) {
+        let format = format!("{{{{.Names}}}} {{{{.Label \"{OWNER_LABEL}\"}}}}");
+        let filter = format!("label={label}");
+        let listed = self
+            .docker
+            .output(&["ps", "--all", "--filter", &filter, "--format", &format]);
+        let Ok(listed) = listed else {
+            return;
+        };
+        let host = host();
+        for line in listed.lines() {
+            let Some((name, owner)) = line.split_once(' ') else {
+                continue;
+            };
+            let dead = owner
+                .rsplit_once(':')
+                .filter(|(h, _)| *h == host)
+                .and_then(|(_, pid)| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if dead {
+                tracing::debug!(
+                    container = name,
+                    "removing a build container left by {owner}"
+                );
+                self.remove(name);
+            }
+        }
     }
 
     fn remove(&self, name: &str) {

@@ -528,3 +528,68 @@ fn after_one_file_changes_the_compile_cache_recompiles_only_it_and_the_artifact_
         "a warm compile cache changed the artifact"
     );
 }
+
+#[test]
+fn containers_that_a_killed_azb_left_are_removed_by_the_next_build() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    let commit = ctx.commit_fixture("azb_sql", &[]);
+    ctx.write_recipe(RecipeSpec::new("azb_sql", commit));
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let image = docker(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "azb-builder",
+    ]);
+    let image = image.lines().next().expect("a builder image").to_owned();
+    // A process of this host that has ended, and one that runs (this test).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let host = fs_err::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let store2 = ctx.root().join("store2");
+    let store_label = format!("org.azb.store={}", store2.display());
+    let mut names = Vec::new();
+    for (what, pid) in [("dead", gone.id()), ("alive", std::process::id())] {
+        let name = format!("azb-test-{what}-{}", std::process::id());
+        let owner = format!("org.azb.owner={}:{pid}", host.trim());
+        docker(&[
+            "create",
+            "--name",
+            &name,
+            "--label",
+            &store_label,
+            "--label",
+            &owner,
+            &image,
+            "true",
+        ]);
+        names.push(name);
+    }
+    let again = ctx
+        .azb_with_store(&store2)
+        .args(["build", "--platform", "amd64"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    let left = docker(&[
+        "ps",
+        "--all",
+        "--filter",
+        &format!("label={store_label}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    docker(&["rm", "--force", &names[1]]);
+    assert_eq!(left, names[1], "only the live owner's container stays");
+}
