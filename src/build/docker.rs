@@ -321,25 +321,7 @@ fn write_input(
                 .map_err(io)?;
         }
     }
-    // Through ccache when the cache is on and the builder has it (a lock from before
-    // ccache joined the builders has none). A compile gets -MD unless it names its own
-    // dependency output: ccache's depend mode then reads the compiler's list of headers
-    // instead of running the preprocessor a second time, which nearly doubled the cost
-    // of a miss on PostgreSQL's headers (2.0 s against 3.7 s for a six-file extension).
-    let through_ccache = if cache.is_some() {
-        format!(
-            "if command -v ccache >/dev/null; then\n  \
-               case \" $* \" in *\" -c \"*) case \" $* \" in *\" -M\"*) ;; *) set -- \"$@\" -MD ;; esac ;; esac\n  \
-               exec ccache {cc} \"$@\"\nfi\n"
-        )
-    } else {
-        String::new()
-    };
-    let wrapper = format!(
-        "#!/bin/sh\n# azb compiler wrapper: portable CPU flags.\n\
-         for arg; do\n  shift\n  case \"$arg\" in\n    -march=native|-mtune=native|-mcpu=native) ;;\n    \
-         *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n{through_ccache}exec {cc} \"$@\"\n"
-    );
+    let wrapper = compiler_wrapper(cc, cache.is_some());
     append_script(&mut tar, Path::new("build/bin/cc"), &wrapper).map_err(io)?;
     if let Some(cache) = cache {
         let _held = cache.hold()?;
@@ -353,6 +335,35 @@ fn write_input(
     let mut inner = tar.into_inner().map_err(io)?;
     inner.flush().map_err(io)?;
     Ok(())
+}
+
+/// The compiler wrapper: drops `-march=native` and friends (an artifact must run on any
+/// CPU of its platform) and, with the compile cache, compiles through ccache when the
+/// builder has it (a lock from before ccache joined the builders has none).
+///
+/// A compile through ccache gets `-MD -MF <a file of its own in /tmp>` unless it names
+/// its own dependency output: ccache's depend mode then reads the compiler's list of
+/// headers instead of running the preprocessor a second time, which nearly doubled the
+/// cost of a miss on PostgreSQL's headers (2.0 s against 3.7 s for a six-file extension).
+/// The dependency file is never beside the output: `-MD` alone would write `/dev/null.d`
+/// for the feature checks that compile to `-o /dev/null`, fail them, and so change what
+/// the build detects.
+fn compiler_wrapper(cc: &str, through_ccache: bool) -> String {
+    let ccache = if through_ccache {
+        format!(
+            "if command -v ccache >/dev/null; then\n  \
+               case \" $* \" in *\" -c \"*) case \" $* \" in *\" -M\"*) ;; \
+               *) set -- \"$@\" -MD -MF \"/tmp/azb-ccache-$$.d\" ;; esac ;; esac\n  \
+               exec ccache {cc} \"$@\"\nfi\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "#!/bin/sh\n# azb compiler wrapper: portable CPU flags.\n\
+         for arg; do\n  shift\n  case \"$arg\" in\n    -march=native|-mtune=native|-mcpu=native) ;;\n    \
+         *) set -- \"$@\" \"$arg\" ;;\n  esac\ndone\n{ccache}exec {cc} \"$@\"\n"
+    )
 }
 
 /// What a cargo-pgrx build adds to the input: cargo-pgrx (root's), the rustc wrapper, and
@@ -715,6 +726,41 @@ fn unpack_out(
 #[cfg(test)]
 mod script_tests {
     use super::*;
+
+    #[test]
+    fn through_ccache_a_compile_to_dev_null_still_succeeds() {
+        // This machine's gcc, and a ccache that only runs what it is given, so what is
+        // tested is the arguments the wrapper passes.
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        crate::fs::err::create_dir_all(&bin).unwrap();
+        let write = |path: &Path, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            crate::fs::err::write(path, text).unwrap();
+            crate::fs::err::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write(&bin.join("ccache"), "#!/bin/sh\nexec \"$@\"\n");
+        let cc = bin.join("cc");
+        write(&cc, &compiler_wrapper("gcc", true));
+        crate::fs::err::write(dir.path().join("x.c"), "int f(void) { return 1; }\n").unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let run = |args: &[&str]| {
+            std::process::Command::new(&cc)
+                .args(args)
+                .current_dir(dir.path())
+                .env("PATH", &path)
+                .status()
+                .unwrap()
+                .success()
+        };
+        // A feature check: compile to /dev/null (with -MD alone gcc would write
+        // /dev/null.d and fail).
+        assert!(run(&["-c", "x.c", "-o", "/dev/null", "-march=native"]));
+        assert!(run(&["-c", "x.c", "-o", "x.o"]));
+        assert!(dir.path().join("x.o").exists());
+        // No dependency file beside the output.
+        assert!(!dir.path().join("x.d").exists());
+    }
 
     fn drv() -> Derivation {
         Derivation::example("azb_x")
