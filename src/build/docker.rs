@@ -65,15 +65,15 @@ pub struct DockerExecutor {
     /// none; `AZB_BUILD_NETWORK`).
     pub network: bool,
     /// Containers started ahead of the builds that take them.
-    pub containers: WarmPool,
+    containers: WarmPool,
     /// The builder images already ensured in this run.
-    pub images: ImageMemo,
+    images: ImageMemo,
 }
 
 /// The builder images ensured in this run, by what chooses one (build packages, emulated,
 /// the recipe of a Rust build): asking the engine again costs a `docker` call each time.
 #[derive(Default)]
-pub struct ImageMemo(std::sync::Mutex<BTreeMap<ImageChoice, String>>);
+struct ImageMemo(std::sync::Mutex<BTreeMap<ImageChoice, String>>);
 
 /// Build packages, emulated, and the recipe of a Rust build.
 type ImageChoice = (Vec<String>, bool, Option<String>);
@@ -98,6 +98,31 @@ const WORK: &str = "/build";
 pub const STORE_LABEL: &str = "org.azb.store";
 
 impl DockerExecutor {
+    /// An executor for `platform` on the engine `docker`, with the default limits and no
+    /// container started yet.
+    pub fn new(
+        docker: Docker,
+        platform: Platform,
+        lock: Lock,
+        toolchain: PathBuf,
+        pg_major: u32,
+        store: Store,
+        network: bool,
+    ) -> Self {
+        Self {
+            containers: WarmPool::new(docker.clone()),
+            images: ImageMemo::default(),
+            docker,
+            platform,
+            lock,
+            toolchain,
+            pg_major,
+            store,
+            limits: Limits::default(),
+            network,
+        }
+    }
+
     /// The builder image of `drv` (made now if this engine lacks it).
     fn image(&self, drv: &Derivation, build: &Build) -> Result<String, Error> {
         let maker = ImageMaker {

@@ -23,7 +23,7 @@ mod tree;
 mod warm;
 
 pub use builder::{DISTRIBUTION, Docker, ImageMaker, image_tag, resolve_lock, toolchain_hash};
-pub use docker::{DockerExecutor, ImageMemo, Limits};
+pub use docker::{DockerExecutor, Limits};
 pub use error::Error;
 pub use executor::{Executor, Sandbox, SessionSpec, Step, log_tail};
 pub use host::HostExecutor;
@@ -31,4 +31,3 @@ pub use reporter::{Reporter, Silent};
 pub use rust::rust_identity;
 pub use scheduler::{Outcome, Scheduler};
 pub use toolchain::HostToolchain;
-pub use warm::WarmPool;

@@ -43,7 +43,7 @@ pub(super) struct Container {
 }
 
 /// Started, idle containers by the options they were created with.
-pub struct WarmPool {
+pub(super) struct WarmPool {
     inner: Arc<Inner>,
 }
 
@@ -74,7 +74,7 @@ struct Kind {
 
 impl WarmPool {
     /// A pool on `docker`.
-    pub fn new(docker: Docker) -> Self {
+    pub(super) fn new(docker: Docker) -> Self {
         Self {
             inner: Arc::new(Inner {
                 docker,
@@ -227,9 +227,15 @@ impl Inner {
     }
 
     fn remove(&self, name: &str) {
+        self.remove_all(&[name.to_owned()]);
+    }
+
+    /// `docker rm --force --volumes` (each container's /build volume goes with it).
+    fn remove_all(&self, names: &[String]) {
         let _ = self
             .docker
-            .command(["rm", "--force", "--volumes", name])
+            .command(["rm", "--force", "--volumes"])
+            .args(names)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -263,16 +269,7 @@ impl Drop for WarmPool {
             .flat_map(|kind| kind.idle)
             .collect();
         if !idle.is_empty() {
-            let mut args = ["rm", "--force", "--volumes"].map(str::to_owned).to_vec();
-            args.extend(idle);
-            let _ = self
-                .inner
-                .docker
-                .command(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            self.inner.remove_all(&idle);
         }
     }
 }

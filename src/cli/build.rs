@@ -8,10 +8,7 @@ use super::{Failure, FailureKind};
 use std::collections::BTreeMap;
 
 use crate::assembly;
-use crate::build::{
-    self, Docker, DockerExecutor, Executor, HostExecutor, ImageMemo, Limits, Outcome, Scheduler,
-    WarmPool,
-};
+use crate::build::{self, Docker, DockerExecutor, Executor, HostExecutor, Outcome, Scheduler};
 use crate::drv::Plan;
 use crate::fetch::Fetcher;
 use crate::graph::Graph;
@@ -265,18 +262,15 @@ fn executors(
                 store: store.clone(),
                 network: crate::env::flag(crate::env::BUILD_NETWORK),
             }),
-            settings::Environment::Docker { prefix } => Box::new(DockerExecutor {
-                docker: Docker::default(),
+            settings::Environment::Docker { prefix } => Box::new(DockerExecutor::new(
+                Docker::default(),
                 platform,
-                lock: settings::lock(project)?.clone(),
-                toolchain: prefix,
-                pg_major: project.image.pg_major,
-                store: store.clone(),
-                limits: Limits::default(),
-                network: crate::env::flag(crate::env::BUILD_NETWORK),
-                containers: WarmPool::new(Docker::default()),
-                images: ImageMemo::default(),
-            }),
+                settings::lock(project)?.clone(),
+                prefix,
+                project.image.pg_major,
+                store.clone(),
+                crate::env::flag(crate::env::BUILD_NETWORK),
+            )),
         };
         out.insert(platform, executor);
     }
