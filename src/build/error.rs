@@ -7,7 +7,7 @@ use crate::fs::FsError;
 use crate::recipe::{Platform, RecipeName};
 
 /// What can go wrong building a derivation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
     /// A file operation failed.
     #[error(transparent)]
@@ -22,6 +22,7 @@ pub enum Error {
         name: RecipeName,
         /// Why.
         #[source]
+        #[diagnostic_source]
         source: crate::fetch::Error,
     },
     /// A build command could not be started.
@@ -36,7 +37,8 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A build command failed; the log tail shows why.
-    #[error("building `{name}` for {platform} failed at `{step}` ({status})\n{tail}\nfull log: {}", log.display())]
+    #[error("building `{name}` for {platform} failed at `{step}` ({status})\n{tail}")]
+    #[diagnostic(help("full log: {}", log.display()))]
     Command {
         /// The recipe.
         name: RecipeName,
@@ -159,13 +161,14 @@ pub enum Error {
         kind: &'static str,
     },
     /// No usable Rust toolchain for a cargo-pgrx build.
-    #[error("`{name}` builds with cargo-pgrx, but {problem}\nhint: {hint}")]
+    #[error("`{name}` builds with cargo-pgrx, but {problem}")]
     Rust {
         /// The recipe.
         name: RecipeName,
         /// What is wrong.
         problem: String,
         /// What would fix it.
+        #[help]
         hint: String,
     },
     /// A build tool's version (as a recipe pins it) is not a plain version.
@@ -180,8 +183,11 @@ pub enum Error {
     },
     /// Installing a pinned build tool failed.
     #[error(
-        "cannot install {tool} {version} (for `{name}`): `cargo install` failed ({status})\n{tail}\nhint: check that {tool} {version} exists in the crate registry and that the registry is reachable, or install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}"
+        "cannot install {tool} {version} (for `{name}`): `cargo install` failed ({status})\n{tail}"
     )]
+    #[diagnostic(help(
+        "check that {tool} {version} exists in the crate registry and that the registry is reachable, or install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}"
+    ))]
     ToolInstall {
         /// The recipe that needs it.
         name: RecipeName,
@@ -195,10 +201,10 @@ pub enum Error {
         tail: String,
     },
     /// A pinned build tool is not installed where builds look for it.
-    #[error(
-        "`{name}` needs {tool} {version}, which is not installed at `{}`\nhint: builds install it before they start; to install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}",
-        path.display()
-    )]
+    #[error("`{name}` needs {tool} {version}, which is not installed at `{}`", path.display())]
+    #[diagnostic(help(
+        "builds install it before they start; to install it ahead: AZB_TOOLS_DIR=<store>/tools scripts/fetch-pgrx.sh {version}"
+    ))]
     ToolMissing {
         /// The recipe.
         name: RecipeName,
@@ -210,9 +216,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The source is not a Cargo project a cargo-pgrx build can run offline.
-    #[error(
-        "`{name}` builds with cargo-pgrx, but its source has no {missing} in `{dir}`\nhint: {hint}"
-    )]
+    #[error("`{name}` builds with cargo-pgrx, but its source has no {missing} in `{dir}`")]
     CargoProject {
         /// The recipe.
         name: RecipeName,
@@ -221,6 +225,7 @@ pub enum Error {
         /// The file that is missing.
         missing: &'static str,
         /// What would fix it.
+        #[help]
         hint: String,
     },
     /// Fetching the crates a source's Cargo.lock pins failed.

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use crate::assembly;
 use crate::build::{self, Docker, DockerExecutor, Executor, HostExecutor, Outcome, Scheduler};
 use crate::drv::Plan;
-use crate::fetch::Fetcher;
 use crate::graph::Graph;
 use crate::image::{self, Output};
 use crate::recipe::{Platform, Project};
@@ -65,7 +64,7 @@ pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>,
     let (environments, plan) = settings::plan(&project, &graph, &platforms)?;
     let store = global.store()?;
     let executors = executors(&project, environments, &store)?;
-    let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
+    let fetcher = global.fetcher(&store)?;
     let remote = global.remote()?;
     let progress = Progress::new(global.quiet);
     let scheduler = Scheduler {
@@ -83,18 +82,13 @@ pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>,
     drop(progress);
     record_last_build(&store, &plan, &outcome, &platforms)?;
     if let Some((_, first)) = outcome.failures.first() {
-        for (_, error) in &outcome.failures {
-            eprintln!("error: {}", chain(error));
+        let kind = classify_kind(first);
+        let (failed, built) = (outcome.failures.len(), outcome.built.len());
+        for (_, error) in outcome.failures {
+            eprintln!("{:?}", miette::Report::new(error));
         }
-        eprintln!(
-            "error: {} of {} derivation(s) failed",
-            outcome.failures.len(),
-            outcome.failures.len() + outcome.built.len()
-        );
-        return Err(Failure {
-            kind: classify_kind(first),
-            report: None,
-        });
+        eprintln!("error: {failed} of {} derivation(s) failed", failed + built);
+        return Err(Failure { kind, report: None });
     }
     if !global.quiet {
         eprintln!(
@@ -320,16 +314,5 @@ fn classify_kind(error: &build::Error) -> FailureKind {
 }
 
 fn classify(error: build::Error) -> Failure {
-    Failure::plain(classify_kind(&error), error)
-}
-
-/// An error and its causes, one per line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!("\n  caused by: {cause}"));
-        source = cause.source();
-    }
-    text
+    Failure::diagnostic(classify_kind(&error), error)
 }

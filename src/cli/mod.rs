@@ -64,6 +64,14 @@ impl Failure {
         Self::plain(FailureKind::Environment, e)
     }
 
+    /// An error of the given kind that says its own help (and causes).
+    pub fn diagnostic(
+        kind: FailureKind,
+        e: impl miette::Diagnostic + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(kind, miette::Report::new(e))
+    }
+
     /// A plain error (no source span) of the given kind, with its causes.
     pub fn plain(kind: FailureKind, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::new(
@@ -125,7 +133,14 @@ pub fn main() -> ExitCode {
         } else {
             miette::GraphicalTheme::unicode_nocolor()
         };
-        Box::new(miette::GraphicalReportHandler::new_themed(theme).with_context_lines(2))
+        // Lines are wrapped for a terminal only, and never inside a word: a path or a log
+        // line copied from a report must stay whole.
+        Box::new(
+            miette::GraphicalReportHandler::new_themed(theme)
+                .with_context_lines(2)
+                .with_wrap_lines(color)
+                .with_break_words(false),
+        )
     }));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,7 +183,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(tracing_indicatif::IndicatifWriter::<
+            tracing_indicatif::writer::Stderr,
+        >::new(progress::stderr_bars()))
         .with_target(false)
         .without_time()
         .try_init();

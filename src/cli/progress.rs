@@ -1,16 +1,25 @@
-//! Progress on stderr: one bar per running build and an overall bar when stderr is a
-//! terminal; plain lines otherwise; nothing with --quiet.
+//! Progress on stderr: one bar per running build and per git fetch, and an overall bar,
+//! when stderr is a terminal; plain lines otherwise; nothing with --quiet.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::build::Reporter;
 use crate::drv::DrvHash;
+use crate::fetch::{FetchObserver, Transfer};
 use crate::recipe::{Platform, RecipeName};
+
+/// The one set of bars on stderr, shared by the build display and the log writer, so a log
+/// line is written above the bars instead of through them.
+pub fn stderr_bars() -> MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        .clone()
+}
 
 /// Draws build events.
 pub struct Progress {
@@ -24,7 +33,7 @@ impl Progress {
     /// Bars when stderr is a terminal, plain lines otherwise, nothing when `quiet`.
     pub fn new(quiet: bool) -> Self {
         let fancy = !quiet && std::io::stderr().is_terminal();
-        let multi = fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi = fancy.then(stderr_bars);
         Self {
             multi,
             overall: OnceLock::new(),
@@ -130,5 +139,95 @@ impl Drop for Progress {
         if let Some(overall) = self.overall.get() {
             overall.finish_and_clear();
         }
+    }
+}
+
+/// Draws git fetches: a bar per upstream on a terminal; otherwise a line every few seconds
+/// of a long fetch and one when it ends.
+pub struct FetchProgress {
+    multi: Option<MultiProgress>,
+    quiet: bool,
+    fetches: Mutex<BTreeMap<String, (ProgressBar, Instant)>>,
+}
+
+/// How often a plain-line display reports a fetch that is still going.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+impl FetchProgress {
+    /// Bars when stderr is a terminal, plain lines otherwise, nothing when `quiet`.
+    pub fn new(quiet: bool) -> std::sync::Arc<Self> {
+        let fancy = !quiet && std::io::stderr().is_terminal();
+        std::sync::Arc::new(Self {
+            multi: fancy.then(stderr_bars),
+            quiet,
+            fetches: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn line(&self, text: &str) {
+        match &self.multi {
+            Some(multi) => multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+fn transfer_text(t: &Transfer) -> String {
+    format!(
+        "{}/{} objects, {}",
+        t.received_objects,
+        t.total_objects,
+        HumanBytes(t.received_bytes as u64)
+    )
+}
+
+impl FetchObserver for FetchProgress {
+    fn progress(&self, url: &str, transfer: &Transfer) {
+        if self.quiet {
+            return;
+        }
+        let mut fetches = self.fetches.lock().expect("progress lock");
+        let (bar, last) = fetches.entry(url.to_owned()).or_insert_with(|| {
+            let bar = match &self.multi {
+                Some(multi) => {
+                    let bar = multi.insert(0, ProgressBar::new(0));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {pos}/{len} objects, {msg} {elapsed}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("fetching {url}"));
+                    bar
+                }
+                None => ProgressBar::hidden(),
+            };
+            (bar, Instant::now())
+        });
+        bar.set_length(transfer.total_objects as u64);
+        bar.set_position(transfer.received_objects as u64);
+        bar.set_message(HumanBytes(transfer.received_bytes as u64).to_string());
+        if self.multi.is_none() && last.elapsed() >= PLAIN_EVERY {
+            *last = Instant::now();
+            self.line(&format!("   fetching {url}: {}", transfer_text(transfer)));
+        }
+    }
+
+    fn done(&self, url: &str, transfer: &Transfer) {
+        if self.quiet {
+            return;
+        }
+        if let Some((bar, _)) = self.fetches.lock().expect("progress lock").remove(url) {
+            bar.finish_and_clear();
+            if let Some(multi) = &self.multi {
+                multi.remove(&bar);
+            }
+        }
+        self.line(&format!(
+            "   fetched {url}: {} in {:.1}s",
+            transfer_text(transfer),
+            transfer.elapsed.as_secs_f64()
+        ));
     }
 }

@@ -178,7 +178,7 @@ fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
     };
     let before = listing(&project);
     let store = global.store()?;
-    let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
+    let fetcher = global.fetcher(&store)?;
     let (commit, tag) = fetcher
         .resolve(&args.git, &args.commit)
         .map_err(fetch_failure)?;
@@ -287,7 +287,7 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
     }
     let before = hashes(&project)?;
     let store = global.store()?;
-    let fetcher = Fetcher::new(store.clone(), global.mirrors()?);
+    let fetcher = global.fetcher(&store)?;
     let (commit, tag) = fetcher
         .resolve(loaded.recipe.url(), rev)
         .map_err(fetch_failure)?;
@@ -358,7 +358,7 @@ fn bump(global: &GlobalSettings, name: &str, rev: &str) -> Result<(), Failure> {
 /// Every tag label must still name its pinned commit; a moved tag is reported, never
 /// followed.
 fn check_tags(global: &GlobalSettings, project: &Project) -> Result<(), Failure> {
-    let fetcher = Fetcher::new(global.store()?, global.mirrors()?);
+    let fetcher = global.fetcher(&global.store()?)?;
     let mut problems = Vec::new();
     for loaded in project.recipes.recipes.values() {
         let recipe = &loaded.recipe;
@@ -398,7 +398,7 @@ fn check_tags(global: &GlobalSettings, project: &Project) -> Result<(), Failure>
 
 fn outdated(global: &GlobalSettings) -> Result<(), Failure> {
     let project = settings::load_project(global)?;
-    let fetcher = Fetcher::new(global.store()?, global.mirrors()?);
+    let fetcher = global.fetcher(&global.store()?)?;
     // An upstream that cannot be fetched is reported and the others still are looked at.
     let mut unreachable = 0;
     for loaded in project.recipes.recipes.values() {

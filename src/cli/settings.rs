@@ -8,7 +8,7 @@ use super::Failure;
 use super::args::{GlobalArgs, PlatformArg};
 use crate::build::HostToolchain;
 use crate::drv::{Builders, Plan};
-use crate::fetch::SourceMirrors;
+use crate::fetch::{Fetcher, SourceMirrors};
 use crate::graph::Graph;
 use crate::recipe::{Build, Lock, Platform, Project};
 use crate::remote::{CacheConfig, Remote};
@@ -85,6 +85,12 @@ impl GlobalSettings {
             }
             other => Failure::environment(other),
         })
+    }
+
+    /// A fetcher for `store` with the source overrides, showing its progress on stderr.
+    pub fn fetcher(&self, store: &Store) -> Result<Fetcher, Failure> {
+        Ok(Fetcher::new(store.clone(), self.mirrors()?)
+            .observed(super::progress::FetchProgress::new(self.quiet)))
     }
 
     /// Source overrides from `AZB_SOURCE_MIRRORS`.

@@ -7,20 +7,25 @@
 
 mod debian;
 mod mirrors;
+mod transfer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use git2::{FetchOptions, Oid, Repository};
+use git2::{AutotagOption, Oid, Repository};
 
 pub use debian::{DebianIndex, RuntimePackage, deb_contents};
 pub use mirrors::{BadMirror, SourceMirrors};
+pub use transfer::{FetchObserver, Transfer, Unobserved};
+
+use transfer::Request;
 
 use crate::fs::{FsError, LockFile, err};
 use crate::recipe::CommitSha;
 use crate::store::Store;
 
 /// What can go wrong fetching a source.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
     /// A file operation failed.
     #[error(transparent)]
@@ -29,7 +34,10 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// git failed on a mirror.
-    #[error("git: cannot {action} `{url}` (mirror `{mirror}`)")]
+    #[error("git: cannot {action} `{url}` (mirror `{}`)", mirror.display())]
+    #[diagnostic(help(
+        "check the URL and the network; AZB_SOURCE_MIRRORS=\"URL-PREFIX=LOCAL-PREFIX\" fetches from a local copy instead"
+    ))]
     Git {
         /// What was being done.
         action: &'static str,
@@ -45,6 +53,7 @@ pub enum Error {
     #[error(
         "`{rev}` is neither a 40-hex commit nor a tag of `{url}` (fetched all refs from `{fetched_from}`)"
     )]
+    #[diagnostic(help("pin a commit (40 hex digits) or a tag the upstream has"))]
     RevisionMissing {
         /// The upstream URL.
         url: String,
@@ -85,6 +94,9 @@ pub enum Error {
     },
     /// After fetching every ref, the pinned commit is still not there.
     #[error("commit {commit} is not in `{url}` (fetched all refs from `{fetched_from}`)")]
+    #[diagnostic(help(
+        "the pin is wrong or the upstream dropped the commit (a force-push): re-pin with `azb recipe bump NAME REV`"
+    ))]
     CommitMissing {
         /// The upstream URL.
         url: String,
@@ -107,16 +119,35 @@ pub enum TagState {
 }
 
 /// Fetches sources into the store's mirrors and exports pinned trees.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Fetcher {
     store: Store,
     mirrors: SourceMirrors,
+    observer: Arc<dyn FetchObserver>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("store", &self.store)
+            .field("mirrors", &self.mirrors)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Fetcher {
-    /// A fetcher keeping mirrors in `store`, applying `mirrors` to URLs.
+    /// A fetcher keeping mirrors in `store`, applying `mirrors` to URLs; it shows nothing.
     pub fn new(store: Store, mirrors: SourceMirrors) -> Self {
-        Self { store, mirrors }
+        Self {
+            store,
+            mirrors,
+            observer: Arc::new(Unobserved),
+        }
+    }
+
+    /// The same fetcher, telling `observer` how its fetches go.
+    pub fn observed(self, observer: Arc<dyn FetchObserver>) -> Self {
+        Self { observer, ..self }
     }
 
     /// Opens (creating if needed) the mirror of `url`, under its lock.
@@ -165,25 +196,29 @@ impl Fetcher {
         };
         let from = self.mirrors.resolve(url);
         tracing::info!(url, from = %from, "fetching");
-        let mut remote = repo
-            .remote_anonymous(&from)
-            .map_err(|e| git("open remote", e))?;
-        let mut options = FetchOptions::new();
-        options.download_tags(git2::AutotagOption::All);
-        remote
-            .fetch(
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-                Some(&mut options),
-                None,
-            )
+        let request = Request {
+            from: &from,
+            refspecs: &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            tags: AutotagOption::All,
+            depth: None,
+        };
+        transfer::fetch(repo, url, &request, self.observer.as_ref())
             .map_err(|e| git("fetch from", e))?;
         Ok(from)
     }
 
-    /// Makes sure the mirror of `url` holds `commit`, fetching no more refs than needed:
-    /// branches and tags (never pull-request or other refs); else the commit by id (servers
-    /// that serve one, as the large forges do); else every ref. (A shallow fetch of just the
-    /// commit would fetch less, but libgit2's hung against `git daemon` here; not used.)
+    /// Makes sure the mirror of `url` holds `commit`, fetching as little as the server
+    /// allows, in this order:
+    /// 1. the commit by id with no history (`--depth 1`): a server that serves commits by id
+    ///    over a shallow-capable transport (the large forges, `git daemon` with
+    ///    `uploadpack.allowAnySHA1InWant`) sends one tree instead of years of history;
+    /// 2. branches and tags, whole (a server that refuses 1, or a local path, which libgit2
+    ///    cannot fetch shallow);
+    /// 3. the commit by id, whole;
+    /// 4. every ref.
+    ///
+    /// A mirror may so hold only the pinned commits, without history: builds need only
+    /// their trees.
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn ensure(&self, url: &str, commit: CommitSha) -> Result<PathBuf, Error> {
         let (repo, mirror, _lock) = self.open_mirror(url)?;
@@ -193,26 +228,24 @@ impl Fetcher {
         }
         let from = self.mirrors.resolve(url);
         let id = commit.to_string();
-        let attempts: [(&str, &[&str]); 3] = [
-            (
-                "branches and tags",
-                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-            ),
-            ("the commit by id", &[id.as_str()]),
-            ("every ref", &["+refs/*:refs/*"]),
+        let branches_and_tags: &[&str] =
+            &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+        let attempts: [(&str, &[&str], Option<u32>); 4] = [
+            ("the commit by id, shallow", &[id.as_str()], Some(1)),
+            ("branches and tags", branches_and_tags, None),
+            ("the commit by id", &[id.as_str()], None),
+            ("every ref", &["+refs/*:refs/*"], None),
         ];
         let (mut last_error, mut reached) = (None, false);
-        for (what, refspecs) in attempts {
+        for (what, refspecs, depth) in attempts {
             tracing::info!(url, from = %from, what, "fetching");
-            let mut remote = repo.remote_anonymous(&from).map_err(|e| Error::Git {
-                action: "open remote",
-                url: url.to_owned(),
-                mirror: mirror.clone(),
-                source: e,
-            })?;
-            let mut options = FetchOptions::new();
-            options.download_tags(git2::AutotagOption::None);
-            match remote.fetch(refspecs, Some(&mut options), None) {
+            let request = Request {
+                from: &from,
+                refspecs,
+                tags: AutotagOption::None,
+                depth,
+            };
+            match transfer::fetch(&repo, url, &request, self.observer.as_ref()) {
                 Ok(()) if repo.find_commit(oid).is_ok() => {
                     tracing::debug!(url, what, "found the pinned commit");
                     return Ok(mirror);
@@ -403,6 +436,57 @@ mod tests {
         }
     }
 
+    /// Records what a fetcher tells its observer.
+    #[derive(Default)]
+    struct Recorded {
+        progress: std::sync::Mutex<Vec<Transfer>>,
+        done: std::sync::Mutex<Vec<(String, Transfer)>>,
+    }
+
+    impl FetchObserver for Recorded {
+        fn progress(&self, _url: &str, transfer: &Transfer) {
+            self.progress.lock().unwrap().push(*transfer);
+        }
+        fn done(&self, url: &str, transfer: &Transfer) {
+            self.done.lock().unwrap().push((url.to_owned(), *transfer));
+        }
+    }
+
+    #[test]
+    fn a_fetch_tells_its_progress_and_end_once_and_a_present_pin_tells_nothing() {
+        let up = tempfile::tempdir().unwrap();
+        let [main, ..] = upstream(up.path());
+        let store_dir = tempfile::tempdir().unwrap();
+        let url = "https://example.invalid/up.git";
+        let mirrors = SourceMirrors::parse(&format!("{url}={}", up.path().display())).unwrap();
+        let recorded = Arc::new(Recorded::default());
+        let fetcher = Fetcher::new(Store::open(store_dir.path()).unwrap(), mirrors)
+            .observed(recorded.clone());
+        fetcher.ensure(url, main).unwrap();
+        let done = recorded.done.lock().unwrap().clone();
+        assert_eq!(done.len(), 1, "{done:?}");
+        let (told_url, end) = &done[0];
+        // Observers hear the recipe's URL, not the override's path.
+        assert_eq!(told_url, url);
+        // main and its tag's and hidden ref's history: at least main's commit, tree, blob.
+        assert!(end.received_objects >= 3, "{end:?}");
+        assert_eq!(end.received_objects, end.total_objects, "{end:?}");
+        assert!(end.received_bytes > 0, "{end:?}");
+        let progress = recorded.progress.lock().unwrap().clone();
+        assert!(!progress.is_empty());
+        assert!(
+            progress
+                .windows(2)
+                .all(|w| w[0].received_objects <= w[1].received_objects),
+            "{progress:?}"
+        );
+        // The pin is in the mirror now: nothing is fetched, nothing told.
+        let told = recorded.progress.lock().unwrap().len();
+        fetcher.ensure(url, main).unwrap();
+        assert_eq!(recorded.progress.lock().unwrap().len(), told);
+        assert_eq!(recorded.done.lock().unwrap().len(), 1);
+    }
+
     #[test]
     fn one_source_exports_to_many_builds_at_once() {
         // Both platforms of a recipe export the same commit at the same moment.
@@ -485,11 +569,18 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("git")
-            .arg("daemon")
+        // git-daemon itself: `git daemon` runs it as a child that killing `git` leaves
+        // behind (holding the test's output open).
+        let exec_path = std::process::Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .unwrap();
+        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+        let child = std::process::Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .arg(format!("--base-path={}", base.display()))
             .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -501,15 +592,24 @@ mod tests {
         Daemon(child, port)
     }
 
-    #[test]
-    fn a_server_that_serves_commits_by_id_gives_the_pin_without_its_ref() {
+    /// A fetcher with an empty store, and `git daemon` serving `upstream()` as `up`, with
+    /// commits served by id or not.
+    fn daemon_upstream(
+        by_id: bool,
+    ) -> (
+        Fetcher,
+        String,
+        [CommitSha; 3],
+        Daemon,
+        [tempfile::TempDir; 2],
+    ) {
         let base = tempfile::tempdir().unwrap();
         let up = base.path().join("up");
-        let [main, _, hidden] = upstream(&up);
+        let pins = upstream(&up);
         let repo = Repository::open(&up).unwrap();
         repo.config()
             .unwrap()
-            .set_bool("uploadpack.allowAnySHA1InWant", true)
+            .set_bool("uploadpack.allowAnySHA1InWant", by_id)
             .unwrap();
         let daemon = git_daemon(base.path());
         let store_dir = tempfile::tempdir().unwrap();
@@ -518,21 +618,36 @@ mod tests {
             SourceMirrors::default(),
         );
         let url = format!("git://127.0.0.1:{}/up", daemon.1);
-        // A hang is a failure, not a stuck suite.
+        (fetcher, url, pins, daemon, [base, store_dir])
+    }
+
+    /// `ensure`, failing (instead of hanging the suite) after a minute.
+    fn ensure_within_a_minute(fetcher: &Fetcher, url: &str, pin: CommitSha) -> Repository {
         let (done, wait) = std::sync::mpsc::channel();
-        let (fetcher2, url2) = (fetcher.clone(), url.clone());
+        let (fetcher, url) = (fetcher.clone(), url.to_owned());
         std::thread::spawn(move || {
-            let _ = done.send(fetcher2.ensure(&url2, hidden));
+            let _ = done.send(fetcher.ensure(&url, pin));
         });
         let mirror = wait
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("fetching from git daemon finished")
             .unwrap();
-        let fetched = Repository::open_bare(&mirror).unwrap();
-        let oid = |c: CommitSha| Oid::from_bytes(c.as_bytes()).unwrap();
-        assert!(fetched.find_commit(oid(hidden)).is_ok());
-        assert!(fetched.find_commit(oid(main)).is_ok(), "with its history");
-        let refs = ref_names(&fetched);
+        Repository::open_bare(mirror).unwrap()
+    }
+
+    fn has(repo: &Repository, commit: CommitSha) -> bool {
+        repo.find_commit(Oid::from_bytes(commit.as_bytes()).unwrap())
+            .is_ok()
+    }
+
+    #[test]
+    fn a_server_that_serves_commits_by_id_gives_the_pin_alone_shallow() {
+        let (fetcher, url, [main, tagged, hidden], _daemon, _dirs) = daemon_upstream(true);
+        let mirror = ensure_within_a_minute(&fetcher, &url, hidden);
+        assert!(has(&mirror, hidden));
+        assert!(mirror.is_shallow(), "one commit, no history");
+        assert!(!has(&mirror, main), "its parent was not fetched");
+        let refs = ref_names(&mirror);
         assert!(
             !refs.iter().any(|r| r.starts_with("refs/other/")),
             "fetched by id, not through every ref: {refs:?}"
@@ -543,6 +658,26 @@ mod tests {
             err::read_to_string(out.path().join("file.txt")).unwrap(),
             "hidden"
         );
+        // A shallow mirror still lists tags and takes other pins.
+        let tags = fetcher.tags(&url).unwrap();
+        assert_eq!(tags, vec![("v1".to_owned(), tagged)]);
+        let mirror = ensure_within_a_minute(&fetcher, &url, main);
+        assert!(has(&mirror, main) && has(&mirror, tagged) && has(&mirror, hidden));
+    }
+
+    #[test]
+    fn a_server_that_refuses_commits_by_id_gives_whole_history_through_branches_and_tags() {
+        let (fetcher, url, [main, tagged, hidden], _daemon, _dirs) = daemon_upstream(false);
+        let mirror = ensure_within_a_minute(&fetcher, &url, tagged);
+        assert!(
+            has(&mirror, tagged) && has(&mirror, main),
+            "with its history"
+        );
+        assert!(!mirror.is_shallow());
+        // Reachable from no branch or tag and not served by id: every ref is fetched.
+        let mirror = ensure_within_a_minute(&fetcher, &url, hidden);
+        assert!(has(&mirror, hidden));
+        assert!(ref_names(&mirror).contains(&"refs/other/hidden".to_owned()));
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn a_cargo_pgrx_source_without_cargo_lock_is_a_clear_error() {
         "{text}"
     );
     assert!(
-        text.contains("hint: builds are offline and `--locked`"),
+        text.contains("help: builds are offline and `--locked`"),
         "{text}"
     );
     assert!(

@@ -210,7 +210,7 @@ fn a_cargo_pgrx_version_that_cannot_be_installed_is_a_clear_error() {
         "{text}"
     );
     assert!(
-        text.contains("hint: check that cargo-pgrx 99.0.0 exists"),
+        text.contains("help: check that cargo-pgrx 99.0.0 exists"),
         "{text}"
     );
     assert!(!ctx.store().join("tools/cargo-pgrx-99.0.0").exists());

@@ -177,7 +177,7 @@ fn a_failing_build_shows_its_log_tail_and_keep_going_finishes_the_rest() {
     );
     let log = err
         .lines()
-        .find_map(|l| l.strip_prefix("full log: "))
+        .find_map(|l| l.split_once("full log: ").map(|(_, path)| path.trim()))
         .expect("log path");
     assert!(
         fs_err::read_to_string(log)

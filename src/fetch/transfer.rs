@@ -1,0 +1,86 @@
+//! One git fetch from an upstream into a mirror, and how its progress is told: git2's
+//! transfer callbacks become [`Transfer`] figures handed to a [`FetchObserver`], which the
+//! CLI draws (a first fetch of a large upstream takes minutes; it must not be silent).
+//!
+//! Owns the git2 remote calls; knows nothing of pins or which refs to ask for.
+
+use std::time::{Duration, Instant};
+
+use git2::{AutotagOption, FetchOptions, RemoteCallbacks, Repository};
+
+/// How far one fetch has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Objects received so far.
+    pub received_objects: usize,
+    /// Objects the server is sending (0 until it says).
+    pub total_objects: usize,
+    /// Bytes received so far.
+    pub received_bytes: usize,
+    /// Time since the fetch began.
+    pub elapsed: Duration,
+}
+
+/// Told about fetches as they go; must be cheap and thread-safe.
+pub trait FetchObserver: Send + Sync {
+    /// Objects are arriving from `url`.
+    fn progress(&self, _url: &str, _transfer: &Transfer) {}
+    /// A fetch from `url` that received objects has ended.
+    fn done(&self, _url: &str, _transfer: &Transfer) {}
+}
+
+/// An observer that shows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unobserved;
+
+impl FetchObserver for Unobserved {}
+
+/// What one fetch asks for.
+pub(super) struct Request<'a> {
+    /// Where from (the URL after source overrides).
+    pub from: &'a str,
+    /// The refspecs, or commit ids.
+    pub refspecs: &'a [&'a str],
+    /// Whether tags pointing into what is fetched come along.
+    pub tags: AutotagOption,
+    /// How many commits of history, or all of it.
+    pub depth: Option<u32>,
+}
+
+/// Fetches `request` into `repo`, telling `observer` (as `url`) how it goes.
+pub(super) fn fetch(
+    repo: &Repository,
+    url: &str,
+    request: &Request<'_>,
+    observer: &dyn FetchObserver,
+) -> Result<(), git2::Error> {
+    let mut remote = repo.remote_anonymous(request.from)?;
+    let started = Instant::now();
+    let mut last = Transfer::default();
+    {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.transfer_progress(|stats| {
+            last = Transfer {
+                received_objects: stats.received_objects(),
+                total_objects: stats.total_objects(),
+                received_bytes: stats.received_bytes(),
+                elapsed: started.elapsed(),
+            };
+            observer.progress(url, &last);
+            true
+        });
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .download_tags(request.tags);
+        if let Some(depth) = request.depth {
+            options.depth(i32::try_from(depth).unwrap_or(i32::MAX));
+        }
+        remote.fetch(request.refspecs, Some(&mut options), None)?;
+    }
+    if last.received_objects > 0 {
+        last.elapsed = started.elapsed();
+        observer.done(url, &last);
+    }
+    Ok(())
+}
