@@ -50,6 +50,13 @@ impl GlobalSettings {
             .clone()
             .or_else(|| crate::env::path(crate::env::CACHE_DIR))
             .unwrap_or_else(|| project.join("cache"));
+        // Read again where a lock is taken; a bad value stops here, before any work.
+        crate::env::seconds(crate::env::LOCK_TIMEOUT).map_err(|message| {
+            Failure::input(miette::miette!(
+                help = "unset it to wait as long as another azb holds a lock",
+                "{message}"
+            ))
+        })?;
         Ok(Self {
             project,
             image,

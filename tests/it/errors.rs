@@ -371,3 +371,25 @@ fn stack_load_of_a_stack_that_is_not_there_names_the_ones_that_are() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_lock_timeout_that_is_not_seconds_is_refused_before_any_work() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "azb_hello", &[]);
+    let before = recipe_files(&ctx);
+    let out = ctx
+        .azb()
+        .env("AZB_LOCK_TIMEOUT", "ten")
+        .arg("plan")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("AZB_LOCK_TIMEOUT must be a whole number of seconds, got 'ten'"),
+        "{text}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(recipe_files(&ctx), before);
+    assert!(!ctx.store().exists(), "the store was touched");
+}
