@@ -119,11 +119,11 @@ pub fn image_request(
                             source,
                         })?;
                     let component = BuiltComponent {
-                        derivation: p.hash.to_string(),
-                        object: record.object.to_string(),
+                        derivation: p.hash,
+                        object: record.object,
                         license: runtime::artifact_license(&name, tar),
                     };
-                    Ok((name, component))
+                    Ok((p.drv.name.clone(), component))
                 })
                 .collect::<Result<_, Error>>()?,
         };

@@ -75,15 +75,24 @@ pub trait Sandbox {
     ) -> Result<(), Error>;
 }
 
-/// Runs `command` for `step`, its stdout and stderr appended to `log` line by line (with
-/// the command line first); a failure carries the log's tail. Shared by every executor,
-/// so each step of every build is logged the same way.
-pub(super) fn run_logged(
+/// How a command run into a log ended.
+pub(super) enum Ran {
+    /// It exited 0.
+    Succeeded,
+    /// It exited otherwise (the status, as text).
+    Failed(String),
+    /// It could not be started.
+    NotStarted(std::io::Error),
+}
+
+/// The one runner of logged commands: runs `command` with its stdout and stderr appended
+/// to `log` line by line (so one read of the log sees whole lines), after a `$ header`
+/// line (the command as the user should read it).
+pub(super) fn run_to_log(
     mut command: std::process::Command,
-    step: &Step,
-    drv: &Derivation,
+    header: &str,
     log: &Path,
-) -> Result<(), Error> {
+) -> Result<Ran, crate::fs::FsError> {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
 
@@ -94,7 +103,7 @@ pub(super) fn run_logged(
         .append(true)
         .open(log)
         .map_err(|e| FsError::new("open log", log, e))?;
-    let line = format!("$ {}  (in {})\n", step.argv.join(" "), step.cwd.display());
+    let line = format!("$ {header}\n");
     out.write_all(line.as_bytes())
         .map_err(|e| FsError::new("write log", log, e))?;
     let (reader, writer) =
@@ -102,39 +111,61 @@ pub(super) fn run_logged(
     let writer_err = writer
         .try_clone()
         .map_err(|e| FsError::new("create a pipe for", log, e))?;
-    let program = command.get_program().to_string_lossy().into_owned();
-    let spawn_error = |source| Error::Spawn {
-        name: drv.name.clone(),
-        program: program.clone(),
-        source,
-    };
-    let mut child = command
+    let mut child = match command
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer_err)
         .spawn()
-        .map_err(spawn_error)?;
+    {
+        Ok(child) => child,
+        Err(e) => return Ok(Ran::NotStarted(e)),
+    };
     // The command holds the pipe's writers; drop ours so reading ends with the child.
     drop(command);
     for line in BufReader::new(reader).split(b'\n') {
-        let mut line = line.map_err(|e| FsError::new("read build output for", log, e))?;
+        let mut line = line.map_err(|e| FsError::new("read the output logged in", log, e))?;
         line.push(b'\n');
         out.write_all(&line)
             .map_err(|e| FsError::new("write log", log, e))?;
     }
-    let status = child.wait().map_err(spawn_error)?;
-    if status.success() {
-        return Ok(());
-    }
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(e) => return Ok(Ran::NotStarted(e)),
+    };
     let _ = out.flush();
-    Err(Error::Command {
-        name: drv.name.clone(),
-        platform: drv.platform,
-        step: step.label.clone(),
-        status: status.to_string(),
-        tail: log_tail(log, 25),
-        log: log.to_owned(),
+    Ok(if status.success() {
+        Ran::Succeeded
+    } else {
+        Ran::Failed(status.to_string())
     })
+}
+
+/// Runs `command` for `step` of `drv` into `log` ([`run_to_log`]); a failure carries the
+/// log's tail. Every executor's steps go through it, so each is logged the same way.
+pub(super) fn run_logged(
+    command: std::process::Command,
+    step: &Step,
+    drv: &Derivation,
+    log: &Path,
+) -> Result<(), Error> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let header = format!("{}  (in {})", step.argv.join(" "), step.cwd.display());
+    match run_to_log(command, &header, log)? {
+        Ran::Succeeded => Ok(()),
+        Ran::Failed(status) => Err(Error::Command {
+            name: drv.name.clone(),
+            platform: drv.platform,
+            step: step.label.clone(),
+            status,
+            tail: log_tail(log, 25),
+            log: log.to_owned(),
+        }),
+        Ran::NotStarted(source) => Err(Error::Spawn {
+            name: drv.name.clone(),
+            program,
+            source,
+        }),
+    }
 }
 
 /// Quotes `text` for a POSIX shell.

@@ -28,6 +28,6 @@ pub use error::Error;
 pub use executor::{Executor, Sandbox, SessionSpec, Step, log_tail};
 pub use host::HostExecutor;
 pub use reporter::{Reporter, Silent};
-pub use rust::rust_identity;
+pub use rust::rust_identity_for;
 pub use scheduler::{Outcome, Scheduler};
 pub use toolchain::HostToolchain;

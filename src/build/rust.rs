@@ -2,7 +2,7 @@
 //! its identity (which joins the builder identity of Rust extensions), the Rust target of
 //! each platform, and which of its files a builder container carries.
 //!
-//! Owns finding and describing the toolchain; never runs cargo (pgrx.rs) nor makes images
+//! Owns finding and describing the toolchain; never runs cargo (pgrx/) nor makes images
 //! (builder.rs).
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use super::Error;
-use crate::recipe::{Platform, RecipeName};
+use crate::graph::Graph;
+use crate::recipe::{Build, Platform, RecipeName};
 
 /// What to do when no Rust toolchain is found.
 const INSTALL_RUST: &str =
@@ -111,6 +112,17 @@ pub fn rust_identity(name: &RecipeName) -> Result<String, Error> {
         problem,
         hint: INSTALL_RUST.into(),
     })
+}
+
+/// The Rust compiler identity a plan of `graph` needs: only Rust (cargo-pgrx) extensions
+/// depend on the compiler, so a graph without one needs none (nor a Rust toolchain).
+pub fn rust_identity_for(graph: &Graph<'_>) -> Result<Option<String>, Error> {
+    graph
+        .order
+        .iter()
+        .find(|r| matches!(r.recipe.build, Build::CargoPgrx { .. }))
+        .map(|r| rust_identity(&r.recipe.name))
+        .transpose()
 }
 
 /// The platform of this machine, if it is one azb builds for.

@@ -10,7 +10,7 @@ use crate::build::HostToolchain;
 use crate::drv::{Builders, Plan};
 use crate::fetch::{Fetcher, SourceMirrors};
 use crate::graph::Graph;
-use crate::recipe::{Build, Lock, Platform, Project};
+use crate::recipe::{Lock, Platform, Project};
 use crate::remote::{CacheConfig, Remote};
 use crate::store::Store;
 
@@ -170,14 +170,7 @@ pub fn plan<'a>(
         };
         builders.insert(*platform, source);
     }
-    // Only Rust extensions depend on the Rust compiler (and only they need one).
-    let rust = graph
-        .order
-        .iter()
-        .find(|r| matches!(r.recipe.build, Build::CargoPgrx { .. }))
-        .map(|r| crate::build::rust_identity(&r.recipe.name))
-        .transpose()
-        .map_err(Failure::environment)?;
+    let rust = crate::build::rust_identity_for(graph).map_err(Failure::environment)?;
     let plan = Plan::new(graph, &project.image, platforms, &builders, rust.as_deref()).map_err(
         |e| {
             Failure::input(miette::Report::new(e).wrap_err(

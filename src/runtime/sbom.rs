@@ -18,8 +18,10 @@ use std::io::Read;
 use serde_json::{Value, json};
 
 use super::{RuntimeFile, rfc3339};
+use crate::digest::ObjectHash;
+use crate::drv::DrvHash;
 use crate::recipe::{
-    ImageDef, Platform, Recipe, RecipeKind, Source, is_recognised_id, license_of_texts,
+    ImageDef, Platform, Recipe, RecipeKind, RecipeName, Source, is_recognised_id, license_of_texts,
 };
 
 /// Where the image carries its SBOM.
@@ -29,9 +31,9 @@ pub const SBOM_PATH: &str = "/etc/postgresql/sbom.cdx.json";
 #[derive(Debug, Clone)]
 pub struct BuiltComponent {
     /// The derivation built.
-    pub derivation: String,
+    pub derivation: DrvHash,
     /// The artifact object.
-    pub object: String,
+    pub object: ObjectHash,
     /// The licence the artifact's licence files declare, if recognised.
     pub license: Option<String>,
 }
@@ -46,7 +48,7 @@ pub struct ImageBuild {
     /// The image's version tag.
     pub tag: String,
     /// Built components by recipe name (builtins have none).
-    pub components: BTreeMap<String, BuiltComponent>,
+    pub components: BTreeMap<RecipeName, BuiltComponent>,
 }
 
 /// The SBOM of an image made of `recipes`: the source SBOM without `build`, the image
@@ -57,7 +59,7 @@ pub fn sbom_json(image: &ImageDef, recipes: &[&Recipe], build: Option<&ImageBuil
     let names: Vec<&str> = sorted.iter().map(|r| r.name.as_str()).collect();
     let components: Vec<Value> = sorted
         .iter()
-        .map(|r| component(r, build.and_then(|b| b.components.get(r.name.as_str()))))
+        .map(|r| component(r, build.and_then(|b| b.components.get(&r.name))))
         .collect();
     let mut dependencies = vec![json!({ "ref": "image", "dependsOn": names })];
     dependencies.extend(sorted.iter().map(|r| {
@@ -176,8 +178,8 @@ fn component(recipe: &Recipe, built: Option<&BuiltComponent>) -> Value {
         value["licenses"] = json!([license_choice(&license)]);
     }
     if let Some(built) = built {
-        properties.push(json!({ "name": "azb:derivation", "value": built.derivation }));
-        properties.push(json!({ "name": "azb:object", "value": built.object }));
+        properties.push(json!({ "name": "azb:derivation", "value": built.derivation.to_string() }));
+        properties.push(json!({ "name": "azb:object", "value": built.object.to_string() }));
     }
     value["properties"] = json!(properties);
     value
