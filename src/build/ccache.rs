@@ -40,14 +40,9 @@ impl CompileCache {
         if crate::env::string(crate::env::COMPILE_CACHE).as_deref() == Some("0") {
             return None;
         }
-        let builder = blake3::hash(drv.builder.as_str().as_bytes()).to_hex();
-        let arch = drv.platform.oci_arch();
-        let dir = store
-            .layout()
-            .compile_cache(drv.name.as_str(), arch, &builder[..16]);
-        let key = dir.file_name().unwrap_or_default().to_string_lossy();
+        let dir = store.layout().compile_cache(drv);
         Some(Self {
-            lock: store.layout().lock(&format!("compile-cache-{key}")),
+            lock: store.layout().compile_cache_lock(&dir),
             what: format!("the compile cache of {} for {}", drv.name, drv.platform),
             dir,
         })

@@ -190,7 +190,7 @@ impl FetchObserver for FetchProgress {
         let (bar, last) = fetches.entry(url.to_owned()).or_insert_with(|| {
             let bar = match &self.multi {
                 Some(multi) => {
-                    let bar = multi.insert(0, ProgressBar::new(0));
+                    let bar = multi.insert(0, ProgressBar::no_length());
                     bar.set_style(
                         ProgressStyle::with_template(
                             "{prefix} [{bar:30}] {pos}/{len} objects, {msg} {elapsed}",
@@ -205,7 +205,9 @@ impl FetchObserver for FetchProgress {
             };
             (bar, Instant::now())
         });
-        bar.set_length(transfer.total_objects as u64);
+        if transfer.total_objects > 0 {
+            bar.set_length(transfer.total_objects as u64);
+        }
         bar.set_position(transfer.received_objects as u64);
         bar.set_message(HumanBytes(transfer.received_bytes as u64).to_string());
         if self.multi.is_none() && last.elapsed() >= PLAIN_EVERY {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::digest::{ObjectHash, Sha256};
-use crate::drv::DrvHash;
+use crate::drv::{Derivation, DrvHash};
 use crate::recipe::Platform;
 
 /// Version of the on-disk layout; written to `<root>/store-version`.
@@ -114,13 +114,29 @@ impl Layout {
     }
 
     /// `compile-cache/<recipe>-<arch>-<builder>/`: the ccache directory of one recipe's
-    /// builds for one platform in one builder (owned by the docker executor). Outputs
-    /// never depend on it: ccache answers only for the same preprocessed source, compiler
-    /// and flags. Kept between builds; `builder` is a short digest of the builder identity.
-    pub fn compile_cache(&self, recipe: &str, arch: &str, builder: &str) -> PathBuf {
-        self.root
-            .join("compile-cache")
-            .join(format!("{recipe}-{arch}-{builder}"))
+    /// builds for one platform in one builder (used by the docker executor, collected by
+    /// gc). Outputs never depend on it: ccache answers only for the same preprocessed
+    /// source, compiler and flags. `builder` is the first 16 hex digits of blake3 of the
+    /// builder identity.
+    pub fn compile_cache(&self, drv: &Derivation) -> PathBuf {
+        let builder = blake3::hash(drv.builder.as_str().as_bytes()).to_hex();
+        self.compile_caches().join(format!(
+            "{}-{}-{}",
+            drv.name,
+            drv.platform.oci_arch(),
+            &builder[..16]
+        ))
+    }
+
+    /// `compile-cache/`: every recipe's compile caches.
+    pub fn compile_caches(&self) -> PathBuf {
+        self.root.join("compile-cache")
+    }
+
+    /// The lock a compile cache is read and replaced under.
+    pub fn compile_cache_lock(&self, cache: &Path) -> PathBuf {
+        let key = cache.file_name().unwrap_or_default().to_string_lossy();
+        self.lock(&format!("compile-cache-{key}"))
     }
 
     /// `cargo/`: the CARGO_HOME of Rust builds: the crates their Cargo.lock pins (checked

@@ -149,6 +149,9 @@ pub struct GcReport {
     pub blobs: u64,
     /// Bytes freed by objects and blobs.
     pub bytes: u64,
+    /// Compile caches (no kept derivation builds with their recipe, platform and
+    /// builder).
+    pub compile_caches: u64,
 }
 
 /// What a store holds.
@@ -382,9 +385,10 @@ impl Store {
     }
 
     /// Deletes what no derivation in `keep` needs: realisation and derivation records of
-    /// other derivations, then objects and layer blobs no kept record names. Files changed
-    /// within `grace` stay (a build running now writes its files before its record), and
-    /// two collections never run at once. Never touches sources, logs, tools or debs.
+    /// other derivations, then objects and layer blobs no kept record names, then compile
+    /// caches no kept derivation builds with. Files changed within `grace` stay (a build
+    /// running now writes its files before its record), and two collections never run at
+    /// once. Never touches sources, logs, tools or debs.
     pub fn gc(
         &self,
         keep: &std::collections::BTreeSet<DrvHash>,
@@ -457,7 +461,47 @@ impl Store {
                 remove(entry.path(), true)?;
             }
         }
+        report.compile_caches = self.gc_compile_caches(keep, &old)?;
         Ok(report)
+    }
+
+    /// Removes the compile caches that no derivation of `keep` (with a record here) builds
+    /// with, unless `old` says they changed lately; returns how many.
+    fn gc_compile_caches(
+        &self,
+        keep: &std::collections::BTreeSet<DrvHash>,
+        old: &dyn Fn(&Path) -> Result<bool, Error>,
+    ) -> Result<u64, Error> {
+        let caches = self.layout.compile_caches();
+        if !caches.is_dir() {
+            return Ok(0);
+        }
+        let mut kept = std::collections::BTreeSet::new();
+        for drv in keep {
+            if let Some(derivation) = self.derivation(drv)? {
+                kept.insert(self.layout.compile_cache(&derivation));
+            }
+        }
+        let mut removed = 0;
+        for entry in crate::fs::sorted_entries(&caches)? {
+            let path = entry.path();
+            // `.old-*`: a build's swap in progress, its own to remove.
+            let swap = entry.file_name().to_string_lossy().starts_with('.');
+            if swap || kept.contains(&path) {
+                continue;
+            }
+            // Under the cache's lock, no build reads or replaces it; its age is read there.
+            let _lock = LockFile::acquire(
+                &self.layout.compile_cache_lock(&path),
+                "a compile cache (to collect it)",
+            )?;
+            if !path.is_dir() || !old(&path)? {
+                continue;
+            }
+            err::remove_dir_all(&path).map_err(|e| FsError::new("remove", &path, e))?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Moves a damaged file aside as `quarantine/<name>`.

@@ -254,3 +254,42 @@ fn a_store_of_another_layout_version_is_refused() {
     let e = Store::open(root.path()).unwrap_err();
     assert!(e.to_string().contains("layout version 999"), "{e}");
 }
+
+#[test]
+fn gc_keeps_the_compile_caches_of_kept_derivations_and_removes_others_once_old() {
+    let f = fixture();
+    let kept = f.store.layout().compile_cache(&f.d);
+    let mut rebuilt = f.d.clone();
+    rebuilt.builder = crate::drv::BuilderId::new("another builder").unwrap();
+    let stale = f.store.layout().compile_cache(&rebuilt);
+    assert_ne!(kept, stale);
+    for dir in [&kept, &stale] {
+        err::create_dir_all(dir.join("0")).unwrap();
+        err::write(dir.join("0/result"), b"cached").unwrap();
+    }
+    let keep = std::collections::BTreeSet::from([f.d.hash()]);
+    // Young caches stay (a build may have just kept one).
+    let report = f
+        .store
+        .gc(&keep, std::time::Duration::from_secs(3600))
+        .unwrap();
+    assert_eq!(report.compile_caches, 0);
+    assert!(stale.is_dir());
+    let report = f.store.gc(&keep, std::time::Duration::ZERO).unwrap();
+    assert_eq!(report.compile_caches, 1);
+    assert!(
+        !stale.exists(),
+        "no kept derivation builds with that builder"
+    );
+    assert!(
+        kept.join("0/result").is_file(),
+        "the kept derivation's cache stays"
+    );
+    // Nothing kept: its cache goes too.
+    let report = f
+        .store
+        .gc(&Default::default(), std::time::Duration::ZERO)
+        .unwrap();
+    assert_eq!(report.compile_caches, 1);
+    assert!(!kept.exists());
+}
