@@ -49,9 +49,23 @@ pub enum Error {
         #[source]
         source: git2::Error,
     },
+    /// The refs of an upstream could not be listed.
+    #[error("git: cannot list the tags of `{url}` (from `{from}`)")]
+    #[diagnostic(help(
+        "check the URL and the network; AZB_SOURCE_MIRRORS=\"URL-PREFIX=LOCAL-PREFIX\" fetches from a local copy instead"
+    ))]
+    List {
+        /// The upstream URL.
+        url: String,
+        /// Where it was asked (the URL or its override).
+        from: String,
+        /// Why.
+        #[source]
+        source: git2::Error,
+    },
     /// Neither a commit nor a tag of the repository.
     #[error(
-        "`{rev}` is neither a 40-hex commit nor a tag of `{url}` (fetched all refs from `{fetched_from}`)"
+        "`{rev}` is neither a 40-hex commit nor a tag of `{url}` (tags listed from `{fetched_from}`)"
     )]
     #[diagnostic(help("pin a commit (40 hex digits) or a tag the upstream has"))]
     RevisionMissing {
@@ -180,33 +194,6 @@ impl Fetcher {
         Ok((repo, mirror, lock))
     }
 
-    /// Fetches the branches and tags of `url` (through its override) into `repo`; returns
-    /// where from.
-    fn fetch_branches_and_tags(
-        &self,
-        repo: &Repository,
-        url: &str,
-        mirror: &Path,
-    ) -> Result<String, Error> {
-        let git = |action, source| Error::Git {
-            action,
-            url: url.to_owned(),
-            mirror: mirror.to_owned(),
-            source,
-        };
-        let from = self.mirrors.resolve(url);
-        tracing::info!(url, from = %from, "fetching");
-        let request = Request {
-            from: &from,
-            refspecs: &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-            tags: AutotagOption::All,
-            depth: None,
-        };
-        transfer::fetch(repo, url, &request, self.observer.as_ref())
-            .map_err(|e| git("fetch from", e))?;
-        Ok(from)
-    }
-
     /// Makes sure the mirror of `url` holds `commit`, fetching as little as the server
     /// allows, in this order:
     /// 1. the commit by id with no history (`--depth 1`): a server that serves commits by id
@@ -272,44 +259,26 @@ impl Fetcher {
         })
     }
 
-    /// Fetches the branches and tags of `url` and lists its tags with the commit each
-    /// names, by name.
+    /// The tags `url` (through its override) has now, by name, with the commit each
+    /// names; asked of the server, nothing fetched (as `git ls-remote --tags`).
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn tags(&self, url: &str) -> Result<Vec<(String, CommitSha)>, Error> {
-        let (repo, mirror, _lock) = self.open_mirror(url)?;
-        self.fetch_branches_and_tags(&repo, url, &mirror)?;
-        let mut names: Vec<String> = repo
-            .tag_names(None)
-            .map(|names| {
-                names
-                    .iter()
-                    .filter_map(|n| n.ok().flatten())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        Ok(names
+        let from = self.mirrors.resolve(url);
+        let tags = transfer::list_tags(&from).map_err(|source| Error::List {
+            url: url.to_owned(),
+            from: from.clone(),
+            source,
+        })?;
+        Ok(tags
             .into_iter()
-            .filter_map(|name| {
-                let commit = repo
-                    .revparse_single(&format!("refs/tags/{name}"))
-                    .and_then(|o| o.peel_to_commit())
-                    .ok()?;
-                Some((
-                    name,
-                    commit
-                        .id()
-                        .to_string()
-                        .parse()
-                        .expect("git object ids are 40 hex"),
-                ))
+            .map(|(name, oid)| {
+                let commit = oid.to_string().parse().expect("git object ids are 40 hex");
+                (name, commit)
             })
             .collect())
     }
 
-    /// Fetches the branches and tags of `url` and tells whether tag `tag` still names
-    /// `commit`.
+    /// Whether tag `tag` of `url` still names `commit`.
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn tag_state(&self, url: &str, tag: &str, commit: CommitSha) -> Result<TagState, Error> {
         Ok(
@@ -321,9 +290,9 @@ impl Fetcher {
         )
     }
 
-    /// Fetches the branches and tags of `url` and resolves `rev`, a 40-hex commit or a
-    /// tag name, to a commit, with the tag that names it (for a commit: the first tag, by
-    /// name, pointing at it, if any).
+    /// Resolves `rev`, a 40-hex commit or a tag name of `url`, to a commit, with the tag
+    /// that names it (for a commit: the first tag, by name, pointing at it, if any); the
+    /// commit is fetched into the mirror.
     #[tracing::instrument(level = "debug", skip(self))]
     pub fn resolve(&self, url: &str, rev: &str) -> Result<(CommitSha, Option<String>), Error> {
         let tags = self.tags(url)?;
@@ -335,14 +304,16 @@ impl Fetcher {
                 .map(|(name, _)| name);
             return Ok((commit, tag));
         }
-        tags.into_iter()
+        let (name, commit) = tags
+            .into_iter()
             .find(|(name, _)| name == rev)
-            .map(|(name, commit)| (commit, Some(name)))
             .ok_or_else(|| Error::RevisionMissing {
                 url: url.to_owned(),
                 fetched_from: self.mirrors.resolve(url),
                 rev: rev.to_owned(),
-            })
+            })?;
+        self.ensure(url, commit)?;
+        Ok((commit, Some(name)))
     }
 
     /// Writes the tree of `commit` (already in the mirror of `url`) into the empty
@@ -485,6 +456,48 @@ mod tests {
         fetcher.ensure(url, main).unwrap();
         assert_eq!(recorded.progress.lock().unwrap().len(), told);
         assert_eq!(recorded.done.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tags_are_listed_without_a_fetch_and_an_annotated_one_names_its_commit() {
+        let up = tempfile::tempdir().unwrap();
+        let [main, tagged, _] = upstream(up.path());
+        let repo = Repository::open(up.path()).unwrap();
+        let signature = Signature::new("t", "t@example.invalid", &git2::Time::new(0, 0)).unwrap();
+        let annotated = repo
+            .tag(
+                "v2",
+                &repo.find_object(main_oid(main), None).unwrap(),
+                &signature,
+                "release 2",
+                false,
+            )
+            .unwrap();
+        assert_ne!(annotated, main_oid(main), "a tag object of its own");
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = Store::open(store_dir.path()).unwrap();
+        let url = "https://example.invalid/up.git";
+        let mirrors = SourceMirrors::parse(&format!("{url}={}", up.path().display())).unwrap();
+        let fetcher = Fetcher::new(store.clone(), mirrors);
+        assert_eq!(
+            fetcher.tags(url).unwrap(),
+            vec![("v1".to_owned(), tagged), ("v2".to_owned(), main)]
+        );
+        assert!(
+            !store.layout().source_mirror(url).exists(),
+            "listing fetches nothing"
+        );
+        // Resolving a tag fetches its commit.
+        assert_eq!(
+            fetcher.resolve(url, "v2").unwrap(),
+            (main, Some("v2".to_owned()))
+        );
+        let out = tempfile::tempdir().unwrap();
+        fetcher.export(url, main, out.path()).unwrap();
+    }
+
+    fn main_oid(commit: CommitSha) -> Oid {
+        Oid::from_bytes(commit.as_bytes()).unwrap()
     }
 
     #[test]
@@ -658,11 +671,12 @@ mod tests {
             err::read_to_string(out.path().join("file.txt")).unwrap(),
             "hidden"
         );
-        // A shallow mirror still lists tags and takes other pins.
+        // Tags are listed from the server; another pin comes shallow beside the first.
         let tags = fetcher.tags(&url).unwrap();
         assert_eq!(tags, vec![("v1".to_owned(), tagged)]);
+        assert!(!has(&mirror, tagged), "listing fetched nothing");
         let mirror = ensure_within_a_minute(&fetcher, &url, main);
-        assert!(has(&mirror, main) && has(&mirror, tagged) && has(&mirror, hidden));
+        assert!(has(&mirror, main) && has(&mirror, hidden));
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! transfer callbacks become [`Transfer`] figures handed to a [`FetchObserver`], which the
 //! CLI draws (a first fetch of a large upstream takes minutes; it must not be silent).
 //!
+//! Also lists a remote's tags without fetching anything (as `git ls-remote --tags`).
+//!
 //! Owns the git2 remote calls; knows nothing of pins or which refs to ask for.
 
 use std::time::{Duration, Instant};
 
-use git2::{AutotagOption, FetchOptions, RemoteCallbacks, Repository};
+use std::collections::BTreeMap;
+
+use git2::{AutotagOption, Direction, FetchOptions, Oid, Remote, RemoteCallbacks, Repository};
 
 /// How far one fetch has come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,4 +87,26 @@ pub(super) fn fetch(
         observer.done(url, &last);
     }
     Ok(())
+}
+
+/// The tags `from` advertises, by name, each with the commit it names: an annotated tag's
+/// peeled target (`refs/tags/X^{}`, which servers advertise beside the tag object), else
+/// what the ref names (a lightweight tag). Nothing is fetched or written.
+pub(super) fn list_tags(from: &str) -> Result<BTreeMap<String, Oid>, git2::Error> {
+    let mut remote = Remote::create_detached(from)?;
+    remote.connect(Direction::Fetch)?;
+    let mut tags = BTreeMap::new();
+    let mut peeled = BTreeMap::new();
+    for head in remote.list()? {
+        let Some(name) = head.name().strip_prefix("refs/tags/") else {
+            continue;
+        };
+        match name.strip_suffix("^{}") {
+            Some(name) => peeled.insert(name.to_owned(), head.oid()),
+            None => tags.insert(name.to_owned(), head.oid()),
+        };
+    }
+    remote.disconnect()?;
+    tags.extend(peeled);
+    Ok(tags)
 }

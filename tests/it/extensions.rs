@@ -16,9 +16,13 @@ struct Removed(&'static str, String);
 
 impl Drop for Removed {
     fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args([self.0, "-f", &self.1])
-            .output();
+        let mut docker = Command::new("docker");
+        docker.args([self.0, "-f"]);
+        if self.0 == "rm" {
+            // With the image's anonymous data volume.
+            docker.arg("--volumes");
+        }
+        let _ = docker.arg(&self.1).output();
     }
 }
 
