@@ -12,7 +12,7 @@ mod transfer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use git2::{AutotagOption, Oid, Repository};
+use git2::{Oid, Repository};
 
 pub use debian::{DebianIndex, RuntimePackage, deb_contents};
 pub use mirrors::{BadMirror, SourceMirrors};
@@ -229,7 +229,6 @@ impl Fetcher {
             let request = Request {
                 from: &from,
                 refspecs,
-                tags: AutotagOption::None,
                 depth,
             };
             match transfer::fetch(&repo, url, &request, self.observer.as_ref()) {

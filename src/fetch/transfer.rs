@@ -45,8 +45,6 @@ pub(super) struct Request<'a> {
     pub from: &'a str,
     /// The refspecs, or commit ids.
     pub refspecs: &'a [&'a str],
-    /// Whether tags pointing into what is fetched come along.
-    pub tags: AutotagOption,
     /// How many commits of history, or all of it.
     pub depth: Option<u32>,
 }
@@ -76,7 +74,8 @@ pub(super) fn fetch(
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks)
-            .download_tags(request.tags);
+            // Tags come only as the refspecs name them.
+            .download_tags(AutotagOption::None);
         if let Some(depth) = request.depth {
             options.depth(i32::try_from(depth).unwrap_or(i32::MAX));
         }
