@@ -238,7 +238,10 @@ impl Fetcher {
                 }
                 Ok(()) => reached = true,
                 // A server may refuse a commit by id or a shallow fetch: try the next way.
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    tracing::debug!(url, what, error = %e, "fetch refused or failed");
+                    last_error = Some(e);
+                }
             }
         }
         // Not one fetch got through: the upstream is unreachable, which is not the pin's
