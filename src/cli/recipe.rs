@@ -241,12 +241,13 @@ fn add(global: &GlobalSettings, args: &RecipeAddArgs) -> Result<(), Failure> {
 
 /// A fetch error as a failure: what the repository lacks is the user's input.
 fn fetch_failure(e: crate::fetch::Error) -> Failure {
-    match e {
+    let kind = match e {
         crate::fetch::Error::CommitMissing { .. } | crate::fetch::Error::RevisionMissing { .. } => {
-            Failure::plain(FailureKind::Input, e)
+            FailureKind::Input
         }
-        other => Failure::environment(other),
-    }
+        _ => FailureKind::Environment,
+    };
+    Failure::diagnostic(kind, e)
 }
 
 /// The tree of `url` at `commit`, exported into a temporary directory in the store's tmp/.

@@ -35,9 +35,6 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     /// git failed on a mirror.
     #[error("git: cannot {action} `{url}` (mirror `{}`)", mirror.display())]
-    #[diagnostic(help(
-        "check the URL and the network; AZB_SOURCE_MIRRORS=\"URL-PREFIX=LOCAL-PREFIX\" fetches from a local copy instead"
-    ))]
     Git {
         /// What was being done.
         action: &'static str,
@@ -49,10 +46,24 @@ pub enum Error {
         #[source]
         source: git2::Error,
     },
-    /// The refs of an upstream could not be listed.
-    #[error("git: cannot list the tags of `{url}` (from `{from}`)")]
+    /// Not one way of fetching from an upstream got through.
+    #[error("git: cannot fetch `{url}`{}", through(url, from))]
     #[diagnostic(help(
-        "check the URL and the network; AZB_SOURCE_MIRRORS=\"URL-PREFIX=LOCAL-PREFIX\" fetches from a local copy instead"
+        "check the URL and the network; AZB_SOURCE_MIRRORS=\"URL-PREFIX=TARGET-PREFIX\" fetches from a local copy or another server instead"
+    ))]
+    Unreachable {
+        /// The upstream URL.
+        url: String,
+        /// Where it was fetched from (the URL or its override).
+        from: String,
+        /// The last way's error.
+        #[source]
+        source: git2::Error,
+    },
+    /// The refs of an upstream could not be listed.
+    #[error("git: cannot list the tags of `{url}`{}", through(url, from))]
+    #[diagnostic(help(
+        "check the URL and the network; AZB_SOURCE_MIRRORS=\"URL-PREFIX=TARGET-PREFIX\" fetches from a local copy or another server instead"
     ))]
     List {
         /// The upstream URL.
@@ -119,6 +130,15 @@ pub enum Error {
         /// The pin.
         commit: CommitSha,
     },
+}
+
+/// ` from `TARGET` (AZB_SOURCE_MIRRORS)` when an override sent `url` elsewhere.
+fn through(url: &str, from: &str) -> String {
+    if url == from {
+        String::new()
+    } else {
+        format!(" from `{from}` (AZB_SOURCE_MIRRORS)")
+    }
 }
 
 /// Where a recipe's tag label stands upstream.
@@ -247,10 +267,9 @@ impl Fetcher {
         // Not one fetch got through: the upstream is unreachable, which is not the pin's
         // fault.
         if let (false, Some(e)) = (reached, last_error) {
-            return Err(Error::Git {
-                action: "fetch from",
+            return Err(Error::Unreachable {
                 url: url.to_owned(),
-                mirror,
+                from,
                 source: e,
             });
         }
@@ -705,7 +724,22 @@ mod tests {
         );
         let pin: CommitSha = "1111111111111111111111111111111111111111".parse().unwrap();
         let e = fetcher.ensure("/nonexistent/upstream", pin).unwrap_err();
-        assert!(matches!(e, Error::Git { .. }), "{e:?}");
+        assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
+        assert_eq!(e.to_string(), "git: cannot fetch `/nonexistent/upstream`");
+        // Through an override, the message says where it went.
+        let url = "https://example.invalid/up";
+        let fetcher = Fetcher::new(
+            Store::open(store_dir.path()).unwrap(),
+            SourceMirrors::parse(&format!("{url}=/nonexistent/mirror")).unwrap(),
+        );
+        let e = fetcher.ensure(url, pin).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "git: cannot fetch `https://example.invalid/up` from `/nonexistent/mirror` (AZB_SOURCE_MIRRORS)"
+        );
+        let e = fetcher.tags(url).unwrap_err();
+        assert!(matches!(e, Error::List { .. }), "{e:?}");
+        assert!(e.to_string().contains("from `/nonexistent/mirror`"), "{e}");
     }
 
     #[test]
