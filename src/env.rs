@@ -39,6 +39,10 @@ pub const SIGNING_KEY_FILE: &str = "AZB_SIGNING_KEY_FILE";
 /// it takes.
 pub const LOCK_TIMEOUT: &str = "AZB_LOCK_TIMEOUT";
 
+/// The memory a builder container may use, in docker's syntax (`16g`, `8192m`); unset,
+/// three quarters of this machine's memory.
+pub const BUILD_MEMORY: &str = "AZB_BUILD_MEMORY";
+
 /// User name and password for an `oci://` cache's registry (both, or anonymous).
 pub const REGISTRY_USERNAME: &str = "AZB_REGISTRY_USERNAME";
 /// See [`REGISTRY_USERNAME`].

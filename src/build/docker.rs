@@ -45,6 +45,50 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits builds get here: memory from `AZB_BUILD_MEMORY`, else three quarters of
+    /// this machine's (a build that needs much can have it; a runaway one stops before
+    /// the machine does). Not part of any hash: a limit decides whether a build finishes,
+    /// never what it makes. Err says what is wrong with the variable.
+    pub fn from_env() -> Result<Self, String> {
+        let memory = match crate::env::string(crate::env::BUILD_MEMORY) {
+            Some(text) => docker_size(&text).ok_or_else(|| {
+                format!(
+                    "{} must be a size such as 16g or 8192m, got '{text}'",
+                    crate::env::BUILD_MEMORY
+                )
+            })?,
+            None => machine_memory_kib()
+                .map(|kib| format!("{}m", kib * 3 / 4 / 1024))
+                .unwrap_or_else(|| Self::default().memory),
+        };
+        Ok(Self {
+            memory,
+            ..Self::default()
+        })
+    }
+}
+
+/// `text` as docker's `--memory` wants it (digits and an optional unit b, k, m or g), or
+/// None.
+fn docker_size(text: &str) -> Option<String> {
+    let text = text.trim().to_ascii_lowercase();
+    let digits = text.trim_end_matches(['b', 'k', 'm', 'g']);
+    let unit = &text[digits.len()..];
+    let valid = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && unit.len() <= 1
+        && digits.parse::<u64>().is_ok_and(|n| n > 0);
+    valid.then_some(text)
+}
+
+/// MemTotal of /proc/meminfo, in KiB.
+fn machine_memory_kib() -> Option<u64> {
+    let text = err::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Builds one platform's derivations in builder containers.
 pub struct DockerExecutor {
     /// The engine.
@@ -89,6 +133,8 @@ struct DockerSandbox {
     strip: String,
     /// The recipe's compile cache, and where the build's copy of it comes back to.
     cache: Option<(CompileCache, PathBuf)>,
+    /// The container's memory limit (docker's syntax).
+    memory: String,
 }
 
 /// Fixed guest paths.
@@ -121,6 +167,11 @@ impl DockerExecutor {
             limits: Limits::default(),
             network,
         }
+    }
+
+    /// The same executor with these container limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
     }
 
     /// The builder image of `drv` (made now if this engine lacks it).
@@ -275,6 +326,7 @@ impl Executor for DockerExecutor {
             .take(&Self::container_prefix(drv.platform), &self.options(&image))?;
         let sandbox = DockerSandbox {
             docker: self.docker.clone(),
+            memory: self.limits.memory.clone(),
             container,
             drv: drv.clone(),
             paths: KindPaths {
@@ -481,6 +533,22 @@ fn append_owned<W: Write>(
 }
 
 impl DockerSandbox {
+    /// Whether the kernel killed a process of the container for its memory limit (the
+    /// cgroup's `oom_kill` count, v2 or v1; the engine's own flag covers only the
+    /// container's first process).
+    fn ran_out_of_memory(&self) -> bool {
+        let read = "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null || true";
+        self.docker
+            .output(&["exec", &self.container.name, "/bin/sh", "-c", read])
+            .is_ok_and(|text| {
+                text.lines().any(|line| {
+                    line.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+    }
+
     fn copy_in(&self, tar: &Path) -> Result<(), Error> {
         let mut file = err::File::open(tar).map_err(|e| FsError::new("open", tar, e))?;
         self.docker.copy_in(&self.container.name, |mut stdin| {
@@ -547,6 +615,15 @@ impl Sandbox for DockerSandbox {
                     detail: log_tail(&self.log, 5),
                 });
             };
+            if self.ran_out_of_memory() {
+                return Err(Error::OutOfMemory {
+                    name: self.drv.name.clone(),
+                    platform: self.drv.platform,
+                    step,
+                    limit: self.memory.clone(),
+                    log: self.log.clone(),
+                });
+            }
             return Err(Error::Command {
                 name: self.drv.name.clone(),
                 platform: self.drv.platform,
@@ -785,6 +862,23 @@ mod script_tests {
         assert!(dir.path().join("x.o").exists());
         // No dependency file beside the output.
         assert!(!dir.path().join("x.d").exists());
+    }
+
+    #[test]
+    fn memory_sizes_are_docker_sizes_and_the_default_follows_the_machine() {
+        for (text, size) in [
+            ("16g", "16g"),
+            ("8192M", "8192m"),
+            (" 512m ", "512m"),
+            ("1073741824", "1073741824"),
+        ] {
+            assert_eq!(docker_size(text).as_deref(), Some(size), "{text}");
+        }
+        for bad in ["", "g", "0", "16gb", "-1g", "1.5g", "lots", "16 g"] {
+            assert_eq!(docker_size(bad), None, "{bad}");
+        }
+        let kib = machine_memory_kib().expect("this machine has /proc/meminfo");
+        assert!(kib > 0);
     }
 
     fn drv() -> Derivation {

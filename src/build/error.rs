@@ -53,6 +53,26 @@ pub enum Error {
         /// The full log in the store.
         log: PathBuf,
     },
+    /// The kernel killed a process of the build for the container's memory limit.
+    #[error(
+        "building `{name}` for {platform} ran out of memory at `{step}`: the kernel killed a process at the builder container's limit of {limit}"
+    )]
+    #[diagnostic(help(
+        "builds get three quarters of this machine's memory unless AZB_BUILD_MEMORY says otherwise (e.g. AZB_BUILD_MEMORY=24g); fewer --jobs leaves each build more room. Full log: {}",
+        log.display()
+    ))]
+    OutOfMemory {
+        /// The recipe.
+        name: RecipeName,
+        /// The platform.
+        platform: Platform,
+        /// The step that was running.
+        step: String,
+        /// The limit (docker's syntax).
+        limit: String,
+        /// The full log.
+        log: PathBuf,
+    },
     /// The package lock could not be resolved or checked against the Debian index.
     #[error("cannot pin the {platform} builders' Debian packages")]
     Lock {

@@ -63,7 +63,7 @@ pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>,
     }
     let (environments, plan) = settings::plan(&project, &graph, &platforms)?;
     let store = global.store()?;
-    let executors = executors(&project, environments, &store)?;
+    let executors = executors(&project, environments, &store, &global.limits)?;
     let fetcher = global.fetcher(&store)?;
     let remote = global.remote()?;
     let progress = Progress::new(global.quiet);
@@ -247,6 +247,7 @@ fn executors(
     project: &Project,
     environments: settings::Environments,
     store: &Store,
+    limits: &build::Limits,
 ) -> Result<BTreeMap<Platform, Box<dyn Executor>>, Failure> {
     let mut out: BTreeMap<Platform, Box<dyn Executor>> = BTreeMap::new();
     for (platform, environment) in environments {
@@ -256,15 +257,18 @@ fn executors(
                 store: store.clone(),
                 network: crate::env::flag(crate::env::BUILD_NETWORK),
             }),
-            settings::Environment::Docker { prefix } => Box::new(DockerExecutor::new(
-                Docker::default(),
-                platform,
-                settings::lock(project)?.clone(),
-                prefix,
-                project.image.pg_major,
-                store.clone(),
-                crate::env::flag(crate::env::BUILD_NETWORK),
-            )),
+            settings::Environment::Docker { prefix } => Box::new(
+                DockerExecutor::new(
+                    Docker::default(),
+                    platform,
+                    settings::lock(project)?.clone(),
+                    prefix,
+                    project.image.pg_major,
+                    store.clone(),
+                    crate::env::flag(crate::env::BUILD_NETWORK),
+                )
+                .with_limits(limits.clone()),
+            ),
         };
         out.insert(platform, executor);
     }
@@ -298,6 +302,8 @@ fn classify_kind(error: &build::Error) -> FailureKind {
             source: crate::fetch::Error::CommitMissing { .. },
             ..
         } => FailureKind::Input,
+        // The machine's memory, or the setting that shares it out.
+        build::Error::OutOfMemory { .. } => FailureKind::Environment,
         // What the recipe pins or its source lacks is the user's to fix.
         build::Error::CargoProject { .. }
         | build::Error::BadToolVersion { .. }

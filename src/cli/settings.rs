@@ -27,6 +27,8 @@ pub struct GlobalSettings {
     pub quiet: bool,
     /// Overlays applied after the image definition's.
     pub overlays: Vec<PathBuf>,
+    /// Limits of builder containers (`AZB_BUILD_MEMORY`).
+    pub limits: crate::build::Limits,
 }
 
 impl GlobalSettings {
@@ -57,12 +59,19 @@ impl GlobalSettings {
                 "{message}"
             ))
         })?;
+        let limits = crate::build::Limits::from_env().map_err(|message| {
+            Failure::input(miette::miette!(
+                help = "unset it to give builds three quarters of this machine's memory",
+                "{message}"
+            ))
+        })?;
         Ok(Self {
             project,
             image,
             cache_dir,
             quiet: args.quiet,
             overlays: args.overlay.clone(),
+            limits,
         })
     }
 

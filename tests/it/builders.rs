@@ -593,3 +593,35 @@ fn containers_that_a_killed_azb_left_are_removed_by_the_next_build() {
     docker(&["rm", "--force", &names[1]]);
     assert_eq!(left, names[1], "only the live owner's container stays");
 }
+
+#[test]
+fn a_build_that_runs_out_of_memory_says_so_and_names_the_setting() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    // A build that holds 400 MB in one shell variable, as a linker with fat LTO might.
+    let makefile = "all:\n\tx=$$(head -c 400000000 /dev/zero | tr '\\0' a); echo $${#x}\n";
+    let commit = ctx.commit_fixture("azb_hello", &[("Makefile", makefile)]);
+    ctx.write_recipe(RecipeSpec::new("azb_hello", commit));
+    let out = ctx
+        .azb()
+        .env("AZB_BUILD_MEMORY", "64m")
+        .args(["build", "--platform", "amd64"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("building `azb_hello` for linux/amd64 ran out of memory at `make`"),
+        "{err}"
+    );
+    assert!(err.contains("limit of 64m"), "{err}");
+    assert!(err.contains("AZB_BUILD_MEMORY"), "{err}");
+    // Under the default limit (three quarters of this machine) the same `make` goes
+    // through, and the build stops at its next step (the Makefile installs nothing).
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("ran out of memory"), "{err}");
+    assert!(err.contains("failed at `make install`"), "{err}");
+}

@@ -393,3 +393,22 @@ fn a_lock_timeout_that_is_not_seconds_is_refused_before_any_work() {
     assert_eq!(recipe_files(&ctx), before);
     assert!(!ctx.store().exists(), "the store was touched");
 }
+
+#[test]
+fn a_build_memory_that_is_not_a_size_is_refused_before_any_work() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "azb_hello", &[]);
+    let out = ctx
+        .azb()
+        .env("AZB_BUILD_MEMORY", "lots")
+        .arg("plan")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AZB_BUILD_MEMORY must be a size such as 16g or 8192m, got 'lots'"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ctx.store().exists(), "the store was touched");
+}
