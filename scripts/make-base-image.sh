@@ -74,6 +74,14 @@ chown -R 0:0 "\$pg" "\$root/usr/share/postgresql"
 # libpq for libpqwalreceiver, dblink, postgres_fdw (their RUNPATH is the builder's)
 echo /usr/lib/postgresql/18/lib >"\$root/etc/ld.so.conf.d/postgresql.conf"
 chroot "\$root" /sbin/ldconfig
+# PL/Python is left out: its libraries need libpython3.11 and Python's standard library
+# (about 30 MB), and an untrusted language is not a default of a production image.
+rm -f "\$pg"/lib/*plpython3.so "\$root"/usr/share/postgresql/18/extension/*plpython3u*
+# Every program and library of PostgreSQL finds what it links against in this image
+# (a library missing at run time fails here, not at CREATE EXTENSION).
+missing=\$(chroot "\$root" /bin/sh -c 'for f in /usr/lib/postgresql/18/bin/* /usr/lib/postgresql/18/lib/*.so; do
+  ldd "\$f" 2>/dev/null | sed -n "s|^[[:space:]]*\\([^ ]*\\) => not found|\$f: \\1|p"; done')
+[ -z "\$missing" ] || { echo "make-base-image: libraries missing in the image:" >&2; echo "\$missing" >&2; exit 1; }
 
 install -m 0755 '$repo/scripts/base-image/docker-entrypoint.sh' "\$root/usr/local/bin/docker-entrypoint.sh"
 mkdir -p "\$root/docker-entrypoint-initdb.d"
