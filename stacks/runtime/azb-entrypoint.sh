@@ -108,8 +108,8 @@ default_preload() {
   fi
 }
 
-# Whether pgsodium can start preloaded: it stops the server when its getkey script is
-# missing. 03-pgsodium-init.sh (ENABLE_PGSODIUM_INIT=true) makes $PGDATA/pgsodium_getkey.sh;
+# Whether pgsodium and supabase_vault (which reads the same key when preloaded) can start
+# preloaded: each stops the server when its getkey script is missing. 03-pgsodium-init.sh (ENABLE_PGSODIUM_INIT=true) makes $PGDATA/pgsodium_getkey.sh;
 # pgsodium's own default is share/extension/pgsodium_getkey.
 pgsodium_has_key() {
   [ -x "${PGDATA:-/var/lib/postgresql/18/docker}/pgsodium_getkey.sh" ] ||
@@ -144,8 +144,8 @@ preload_libraries() {
   for lib in $(echo "$list" | tr ',' ' '); do
     if [ "$explicit" = false ] && [ -d "$libdir" ] && [ ! -e "$libdir/$lib.so" ]; then
       warn "preload library $lib is not installed; leaving it out"
-    elif [ "$lib" = pgsodium ] && ! pgsodium_has_key; then
-      warn "leaving pgsodium out of shared_preload_libraries: it has no getkey script yet (ENABLE_PGSODIUM_INIT=true makes one on the first start; pgsodium is preloaded from the next)"
+    elif { [ "$lib" = pgsodium ] || [ "$lib" = supabase_vault ]; } && ! pgsodium_has_key; then
+      warn "leaving $lib out of shared_preload_libraries: it has no getkey script yet (ENABLE_PGSODIUM_INIT=true makes one on the first start; $lib is preloaded from the next)"
     else
       kept=${kept:+$kept,}$lib
     fi

@@ -154,13 +154,13 @@ fn preloaded_pg_cron_and_pg_net_serve_the_init_scripts_database() {
 }
 
 #[test]
-fn pgsodium_is_preloaded_only_once_it_has_a_getkey_script() {
-    let root = install_root(&["pgsodium"]);
+fn pgsodium_and_vault_are_preloaded_only_once_they_have_a_getkey_script() {
+    let root = install_root(&["pgsodium", "supabase_vault"]);
     let libdir = root.path().join("lib");
     let data = root.path().join("data");
     fs_err::create_dir_all(&data).unwrap();
     let list = root.path().join("preload-libraries");
-    fs_err::write(&list, "pgsodium\n").unwrap();
+    fs_err::write(&list, "pgsodium\nsupabase_vault\n").unwrap();
     let env = [
         ("AZB_PRELOAD_FILE", list.to_str().unwrap()),
         ("PGDATA", data.to_str().unwrap()),
@@ -170,17 +170,22 @@ fn pgsodium_is_preloaded_only_once_it_has_a_getkey_script() {
         setting(&out, "shared_preload_libraries").as_deref(),
         Some("")
     );
-    assert!(
-        stderr(&out).contains("leaving pgsodium out of shared_preload_libraries"),
-        "{}",
-        stderr(&out)
-    );
+    for lib in ["pgsodium", "supabase_vault"] {
+        assert!(
+            stderr(&out).contains(&format!("leaving {lib} out of shared_preload_libraries")),
+            "{}",
+            stderr(&out)
+        );
+    }
     // Asked for by name, it is still left out: preloaded without a key, it stops the server.
     let out = print_settings(
         &libdir,
         &[
             &env[..],
-            &[("POSTGRES_SHARED_PRELOAD_LIBRARIES", "pgsodium")],
+            &[(
+                "POSTGRES_SHARED_PRELOAD_LIBRARIES",
+                "pgsodium,supabase_vault",
+            )],
         ]
         .concat(),
     );
@@ -198,7 +203,7 @@ fn pgsodium_is_preloaded_only_once_it_has_a_getkey_script() {
         let out = print_settings(&libdir, &env);
         assert_eq!(
             setting(&out, "shared_preload_libraries").as_deref(),
-            Some("pgsodium"),
+            Some("pgsodium,supabase_vault"),
             "{}",
             getkey.display()
         );

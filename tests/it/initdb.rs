@@ -63,10 +63,12 @@ fn pgsodium_init_sets_up_the_root_key_only_when_asked() {
     let served = Command::new(&getkey).output().unwrap();
     assert_eq!(String::from_utf8(served.stdout).unwrap(), key);
     let auto = fs_err::read_to_string(server.data_dir().join("postgresql.auto.conf")).unwrap();
-    assert!(
-        auto.contains(&format!("pgsodium.getkey_script = '{}'", getkey.display())),
-        "{auto}"
-    );
+    for setting in ["pgsodium.getkey_script", "vault.getkey_script"] {
+        assert!(
+            auto.contains(&format!("{setting} = '{}'", getkey.display())),
+            "{auto}"
+        );
+    }
 
     // A second run keeps the key.
     let again = pgsodium_init(&server, &toolchain, &[("ENABLE_PGSODIUM_INIT", "true")]);

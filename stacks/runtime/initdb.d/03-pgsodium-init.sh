@@ -34,5 +34,6 @@ chmod 0700 "$getkey"
 psql -X -q -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
   --set getkey="$getkey" <<'SQL'
 ALTER SYSTEM SET pgsodium.getkey_script = :'getkey';
+ALTER SYSTEM SET vault.getkey_script = :'getkey';
 SQL
-echo "03-pgsodium-init: root key in $key_file; pgsodium.getkey_script set" >&2
+echo "03-pgsodium-init: root key in $key_file; pgsodium.getkey_script and vault.getkey_script set" >&2
