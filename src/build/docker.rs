@@ -36,6 +36,8 @@ pub struct Limits {
     pub pids: u32,
 }
 
+/// The limits when this machine's memory cannot be read ([`Limits::from_env`] is what the
+/// CLI gives executors).
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -122,6 +124,14 @@ struct ImageMemo(std::sync::Mutex<BTreeMap<ImageChoice, String>>);
 /// Build packages, emulated, and the recipe of a Rust build.
 type ImageChoice = (Vec<String>, bool, Option<String>);
 
+impl ImageMemo {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<ImageChoice, String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// One build container, its input in place.
 struct DockerSandbox {
     docker: Docker,
@@ -196,25 +206,14 @@ impl DockerExecutor {
         }
         let rust = matches!(build, Build::CargoPgrx { .. }).then(|| drv.name.to_string());
         let key = (drv.build_packages.clone(), emulated, rust);
-        let memo = |images: &ImageMemo| {
-            let map = images
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.get(&key).cloned()
-        };
-        if let Some(image) = memo(&self.images) {
-            return Ok(image);
+        if let Some(image) = self.images.map().get(&key) {
+            return Ok(image.clone());
         }
         let mut image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
         if key.2.is_some() {
             image = maker.ensure_rust(&image, &drv.name, drv.platform)?;
         }
-        self.images
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, image.clone());
+        self.images.map().insert(key, image.clone());
         Ok(image)
     }
 
@@ -865,7 +864,7 @@ mod script_tests {
     }
 
     #[test]
-    fn memory_sizes_are_docker_sizes_and_the_default_follows_the_machine() {
+    fn memory_sizes_are_docker_sizes_and_this_machines_memory_is_read() {
         for (text, size) in [
             ("16g", "16g"),
             ("8192M", "8192m"),

@@ -81,7 +81,7 @@ pub(super) enum Ran {
     Succeeded,
     /// It exited otherwise (the status, as text).
     Failed(String),
-    /// It could not be started.
+    /// It could not be started, or its end could not be waited for.
     NotStarted(std::io::Error),
 }
 

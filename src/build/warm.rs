@@ -118,9 +118,7 @@ impl WarmPool {
             pool: Arc::clone(&self.inner),
         })
     }
-}
 
-impl WarmPool {
     /// Once per pool, in the background: removes the containers carrying `label` (`k=v`)
     /// that a process of this host started and that outlived it (azb killed mid-build
     /// leaves its containers running).
@@ -140,10 +138,6 @@ impl WarmPool {
     /// starting), for a build about to come.
     pub(super) fn start_ahead(&self, prefix: &str, options: &[String]) {
         let mut state = self.inner.lock();
-        self.ahead(&mut state, prefix, options);
-    }
-
-    fn ahead(&self, state: &mut State, prefix: &str, options: &[String]) {
         let kind = state.kinds.entry(options.to_vec()).or_default();
         if kind.idle.len() + kind.starting >= AHEAD {
             return;

@@ -43,13 +43,17 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
-        if self.quiet {
-            return;
+        if !self.quiet {
+            line(self.multi.as_ref(), text);
         }
-        match &self.multi {
-            Some(multi) => multi.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
-        }
+    }
+}
+
+/// Writes a line on stderr, above the bars when there are any.
+fn line(bars: Option<&MultiProgress>, text: &str) {
+    match bars {
+        Some(bars) => bars.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
     }
 }
 
@@ -163,13 +167,6 @@ impl FetchProgress {
             fetches: Mutex::new(BTreeMap::new()),
         })
     }
-
-    fn line(&self, text: &str) {
-        match &self.multi {
-            Some(multi) => multi.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
-        }
-    }
 }
 
 fn transfer_text(t: &Transfer) -> String {
@@ -212,7 +209,10 @@ impl FetchObserver for FetchProgress {
         bar.set_message(HumanBytes(transfer.received_bytes as u64).to_string());
         if self.multi.is_none() && last.elapsed() >= PLAIN_EVERY {
             *last = Instant::now();
-            self.line(&format!("   fetching {url}: {}", transfer_text(transfer)));
+            line(
+                None,
+                &format!("   fetching {url}: {}", transfer_text(transfer)),
+            );
         }
     }
 
@@ -226,10 +226,13 @@ impl FetchObserver for FetchProgress {
                 multi.remove(&bar);
             }
         }
-        self.line(&format!(
-            "   fetched {url}: {} in {:.1}s",
-            transfer_text(transfer),
-            transfer.elapsed.as_secs_f64()
-        ));
+        line(
+            self.multi.as_ref(),
+            &format!(
+                "   fetched {url}: {} in {:.1}s",
+                transfer_text(transfer),
+                transfer.elapsed.as_secs_f64()
+            ),
+        );
     }
 }

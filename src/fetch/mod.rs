@@ -292,9 +292,10 @@ impl Fetcher {
         })?;
         Ok(tags
             .into_iter()
-            .map(|(name, oid)| {
-                let commit = oid.to_string().parse().expect("git object ids are 40 hex");
-                (name, commit)
+            .filter_map(|(name, oid)| {
+                // SHA-1 ids only (a SHA-256 repository's ids are not commits azb pins).
+                let commit = CommitSha::from_bytes(oid.as_bytes().try_into().ok()?);
+                Some((name, commit))
             })
             .collect())
     }

@@ -240,9 +240,10 @@ fn starts_comment(line: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_url_in_a_string_is_not_a_comment() {
-        use super::starts_comment;
         assert!(!starts_comment(
             r#"source: Git(url: "https://x.invalid/a", "#
         ));
@@ -250,8 +251,6 @@ mod tests {
         assert!(starts_comment(r#"name: "a\"//", // commit"#));
         assert!(!starts_comment(r#"name: "a\"//", "#));
     }
-
-    use super::*;
 
     fn file(text: &str) -> SourceFile {
         SourceFile::new(Path::new("r.ron"), text.to_owned())

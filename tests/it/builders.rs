@@ -475,13 +475,20 @@ fn compile_cache_hits(log: &str) -> Option<(u32, u32)> {
     Some((*numbers.first()?, *numbers.get(1)?))
 }
 
-#[test]
-fn after_one_file_changes_the_compile_cache_recompiles_only_it_and_the_artifact_is_the_same() {
+/// A project building fixture `name` (with `extra` files committed over it) for amd64 in
+/// builder containers.
+fn amd64_builder_project(name: &str, extra: &[(&str, &str)]) -> TestContext {
     shared();
     let ctx = TestContext::new();
     ctx.use_builders(&["linux/amd64"]);
-    let first = ctx.commit_fixture("azb_bulk1", &[]);
-    ctx.write_recipe(RecipeSpec::new("azb_bulk1", first));
+    let commit = ctx.commit_fixture(name, extra);
+    ctx.write_recipe(RecipeSpec::new(name, commit));
+    ctx
+}
+
+#[test]
+fn after_one_file_changes_the_compile_cache_recompiles_only_it_and_the_artifact_is_the_same() {
+    let ctx = amd64_builder_project("azb_bulk1", &[]);
     let out = ctx.run(&["build", "--platform", "amd64"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let caches = ctx.store().join("compile-cache");
@@ -531,11 +538,7 @@ fn after_one_file_changes_the_compile_cache_recompiles_only_it_and_the_artifact_
 
 #[test]
 fn containers_that_a_killed_azb_left_are_removed_by_the_next_build() {
-    shared();
-    let ctx = TestContext::new();
-    ctx.use_builders(&["linux/amd64"]);
-    let commit = ctx.commit_fixture("azb_sql", &[]);
-    ctx.write_recipe(RecipeSpec::new("azb_sql", commit));
+    let ctx = amd64_builder_project("azb_sql", &[]);
     let out = ctx.run(&["build", "--platform", "amd64"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let docker = |args: &[&str]| {
@@ -596,13 +599,9 @@ fn containers_that_a_killed_azb_left_are_removed_by_the_next_build() {
 
 #[test]
 fn a_build_that_runs_out_of_memory_says_so_and_names_the_setting() {
-    shared();
-    let ctx = TestContext::new();
-    ctx.use_builders(&["linux/amd64"]);
     // A build that holds 400 MB in one shell variable, as a linker with fat LTO might.
     let makefile = "all:\n\tx=$$(head -c 400000000 /dev/zero | tr '\\0' a); echo $${#x}\n";
-    let commit = ctx.commit_fixture("azb_hello", &[("Makefile", makefile)]);
-    ctx.write_recipe(RecipeSpec::new("azb_hello", commit));
+    let ctx = amd64_builder_project("azb_hello", &[("Makefile", makefile)]);
     let out = ctx
         .azb()
         .env("AZB_BUILD_MEMORY", "64m")
