@@ -18,6 +18,10 @@ pub const BUILD_NETWORK: &str = "AZB_BUILD_NETWORK";
 /// store, carried into its builder container and back). Never part of any hash.
 pub const COMPILE_CACHE: &str = "AZB_COMPILE_CACHE";
 
+/// How long, in whole seconds, a builder container no build took keeps running for the
+/// next build of the same store (default 600); `0` leaves none after a run.
+pub const KEEP_WARM: &str = "AZB_KEEP_WARM";
+
 /// The apt sources file (deb822 `.sources` or one-line `.list`) naming the Debian archive
 /// that builder packages are resolved against (`azb lock update`) and installed from;
 /// else `/etc/apt/sources.list.d/debian.sources`. Never part of any hash: the lock is.

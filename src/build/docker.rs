@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use super::Error;
 use super::builder::{BUILD_UID, Docker, ImageMaker, guest_prefix};
@@ -27,13 +28,16 @@ use crate::fs::{FsError, err};
 use crate::recipe::{Build, EMULATED_PREFIX, Lock, Platform};
 use crate::store::Store;
 
-/// Resource limits of one build container.
+/// Resource limits of build containers.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// `--memory` (e.g. `8g`).
     pub memory: String,
     /// `--pids-limit`.
     pub pids: u32,
+    /// How long a container no build took runs, waiting for the next build (of this run
+    /// or the next); zero leaves none after a run.
+    pub keep_warm: Duration,
 }
 
 /// The limits when this machine's memory cannot be read ([`Limits::from_env`] is what the
@@ -43,6 +47,7 @@ impl Default for Limits {
         Self {
             memory: "8g".to_owned(),
             pids: 4096,
+            keep_warm: warm::UNUSED_LIFETIME,
         }
     }
 }
@@ -50,9 +55,12 @@ impl Default for Limits {
 impl Limits {
     /// The limits builds get here: memory from `AZB_BUILD_MEMORY`, else three quarters of
     /// this machine's (a build that needs much can have it; a runaway one stops before
-    /// the machine does). Not part of any hash: a limit decides whether a build finishes,
-    /// never what it makes. Err says what is wrong with the variable.
+    /// the machine does), and how long unused containers wait from `AZB_KEEP_WARM`. Not
+    /// part of any hash: a limit decides whether a build finishes, never what it makes.
+    /// Err says what is wrong with a variable.
     pub fn from_env() -> Result<Self, String> {
+        let keep_warm =
+            crate::env::seconds(crate::env::KEEP_WARM)?.unwrap_or(warm::UNUSED_LIFETIME);
         let memory = match crate::env::string(crate::env::BUILD_MEMORY) {
             Some(text) => docker_size(&text).ok_or_else(|| {
                 format!(
@@ -66,6 +74,7 @@ impl Limits {
         };
         Ok(Self {
             memory,
+            keep_warm,
             ..Self::default()
         })
     }
@@ -147,6 +156,19 @@ struct DockerSandbox {
     memory: String,
 }
 
+/// The container pool: unused containers live `keep_warm` and are left for the next run
+/// (recorded in the store), or, with zero, live ten minutes and are removed at the end.
+fn pool(docker: &Docker, store: &Store, limits: &Limits) -> WarmPool {
+    match limits.keep_warm {
+        Duration::ZERO => WarmPool::new(docker.clone(), warm::UNUSED_LIFETIME, None),
+        lifetime => WarmPool::new(
+            docker.clone(),
+            lifetime,
+            Some(store.layout().spare_containers()),
+        ),
+    }
+}
+
 /// Fixed guest paths.
 const WORK: &str = "/build";
 
@@ -166,7 +188,7 @@ impl DockerExecutor {
         network: bool,
     ) -> Self {
         Self {
-            containers: WarmPool::new(docker.clone()),
+            containers: pool(&docker, &store, &Limits::default()),
             images: ImageMemo::default(),
             docker,
             platform,
@@ -179,9 +201,13 @@ impl DockerExecutor {
         }
     }
 
-    /// The same executor with these container limits.
+    /// The same executor with these container limits (before any container started).
     pub fn with_limits(self, limits: Limits) -> Self {
-        Self { limits, ..self }
+        Self {
+            containers: pool(&self.docker, &self.store, &limits),
+            limits,
+            ..self
+        }
     }
 
     /// The builder image of `drv` (made now if this engine lacks it).
@@ -221,15 +247,12 @@ impl DockerExecutor {
     /// them, so a container can be started before the build that takes it is known.
     fn options(&self, image: &str) -> Vec<String> {
         let user = format!("{BUILD_UID}:{BUILD_UID}");
-        // The labels say whose containers these are (`docker ps --filter label=...`): the
-        // store they build for and the process that started them.
+        // The label says whose containers these are (`docker ps --filter label=...`): the
+        // store they build for (the pool adds the process that started them).
         let store_label = format!("{STORE_LABEL}={}", self.store_label());
-        let owner_label = format!("{}={}", warm::OWNER_LABEL, warm::owner());
         [
             "--label",
             &store_label,
-            "--label",
-            &owner_label,
             "--network",
             if self.network { "bridge" } else { "none" },
             "--user",
@@ -251,10 +274,7 @@ impl DockerExecutor {
             &format!("type=volume,dst={WORK}"),
             "--workdir",
             WORK,
-            "--entrypoint",
-            "sleep",
             image,
-            "infinity",
         ]
         .map(str::to_owned)
         .into()
@@ -320,10 +340,9 @@ impl Executor for DockerExecutor {
                 "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig".into(),
             );
         }
-        let container = self
-            .containers
-            .take(&Self::container_prefix(drv.platform), &self.options(&image))?;
-        let sandbox = DockerSandbox {
+        let (prefix_name, options) = (Self::container_prefix(drv.platform), self.options(&image));
+        let container = self.containers.take(&prefix_name, &options)?;
+        let mut sandbox = DockerSandbox {
             docker: self.docker.clone(),
             memory: self.limits.memory.clone(),
             container,
@@ -361,7 +380,14 @@ impl Executor for DockerExecutor {
         };
         let cache = sandbox.cache.as_ref().map(|(cache, _)| cache);
         write_input(&input, spec, &prefix, cc, rust, cache)?;
-        sandbox.copy_in(&input)?;
+        match sandbox.copy_in(&input) {
+            Err(error) if sandbox.container.left_by_an_earlier_run() => {
+                tracing::debug!(%error, "the spare an earlier run left is gone; starting another");
+                sandbox.container = self.containers.take_new(&prefix_name, &options)?;
+                sandbox.copy_in(&input)?;
+            }
+            copied => copied?,
+        }
         Ok(Box::new(sandbox))
     }
 }
@@ -660,8 +686,11 @@ impl BuildScript {
         let marker = format!("\u{1e}azb-step-{token:016x} ");
         let mut script = Self {
             // fd 3 is the tar of what was installed; everything else goes to stderr.
+            // The container is this build's from the first line on (it no longer ends
+            // by itself).
             text: format!(
-                "set -eu\nexec 3>&1 1>&2\nstep() {{ printf '\\036azb-step-{token:016x} %s\\n' \"$1\"; }}\n"
+                "set -eu\n: >{taken}\nexec 3>&1 1>&2\nstep() {{ printf '\\036azb-step-{token:016x} %s\\n' \"$1\"; }}\n",
+                taken = warm::TAKEN_MARKER
             ),
             marker,
             steps: Vec::new(),
@@ -752,7 +781,16 @@ impl BuildScript {
             out.write_all(bytes)
                 .map_err(|e| FsError::new("write log", log, e))
         };
-        let mut reached = None;
+        let mut reached: Option<String> = None;
+        // How long each step took, for `-vv` (the log is the build's own words).
+        let mut since = std::time::Instant::now();
+        let step_done = |step: Option<String>, since: &mut std::time::Instant| {
+            if let Some(step) = step {
+                let seconds = since.elapsed().as_secs_f64();
+                tracing::debug!(step, "build step took {seconds:.3} s");
+            }
+            *since = std::time::Instant::now();
+        };
         let marker = self.marker.as_bytes();
         for line in std::io::BufReader::new(stderr).split(b'\n') {
             let line = line.map_err(|e| FsError::new("read build output for", log, e))?;
@@ -780,8 +818,9 @@ impl BuildScript {
             if let Some(step) = reported.and_then(|i| steps.get(i)) {
                 started(step);
             }
-            reached = Some(label.clone());
+            step_done(reached.replace(label.clone()), &mut since);
         }
+        step_done(reached.clone(), &mut since);
         Ok(reached)
     }
 }
@@ -965,7 +1004,13 @@ mod script_tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         crate::fs::err::create_dir_all(root.join("src")).unwrap();
-        let text = script.text.replace(WORK, &root.display().to_string());
+        let text = script
+            .text
+            .replace(
+                warm::TAKEN_MARKER,
+                &root.join("taken").display().to_string(),
+            )
+            .replace(WORK, &root.display().to_string());
         let output = std::process::Command::new("sh")
             .args(["-c", &text])
             .output()

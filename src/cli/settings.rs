@@ -27,7 +27,7 @@ pub struct GlobalSettings {
     pub quiet: bool,
     /// Overlays applied after the image definition's.
     pub overlays: Vec<PathBuf>,
-    /// Limits of builder containers (`AZB_BUILD_MEMORY`).
+    /// Limits of builder containers (`AZB_BUILD_MEMORY`, `AZB_KEEP_WARM`).
     pub limits: crate::build::Limits,
 }
 
@@ -61,7 +61,7 @@ impl GlobalSettings {
         })?;
         let limits = crate::build::Limits::from_env().map_err(|message| {
             Failure::input(miette::miette!(
-                help = "unset it to give builds three quarters of this machine's memory",
+                help = "unset it for the default (AZB_BUILD_MEMORY: three quarters of this machine's memory; AZB_KEEP_WARM: 600)",
                 "{message}"
             ))
         })?;

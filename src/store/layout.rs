@@ -164,6 +164,12 @@ impl Layout {
         self.root.join("memo")
     }
 
+    /// `containers/`: the builder containers a run left running for the next one, a file
+    /// each (`taken/`: claimed by a running process); owned by build's container pool.
+    pub fn spare_containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
     /// `tmp/`: work in progress, on the store's file system.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")

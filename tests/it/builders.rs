@@ -624,3 +624,135 @@ fn a_build_that_runs_out_of_memory_says_so_and_names_the_setting() {
     assert!(!err.contains("ran out of memory"), "{err}");
     assert!(err.contains("failed at `make install`"), "{err}");
 }
+
+#[test]
+fn a_container_no_build_took_waits_for_the_next_run_and_then_ends_by_itself() {
+    let ctx = amd64_builder_project("azb_sql", &[]);
+    let store = ctx.store();
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let store_filter = format!("label=org.azb.store={}", store.display());
+    // The containers of this store, running or not.
+    let listed = || -> Vec<String> {
+        let text = docker(&[
+            "ps",
+            "--all",
+            "--filter",
+            &store_filter,
+            "--format",
+            "{{.Names}}",
+        ]);
+        let mut names: Vec<String> = text.lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    };
+    // The spares recorded in the store (`<digest>.<name>` files).
+    let spares = || -> Vec<String> {
+        let mut names: Vec<String> = fs_err::read_dir(store.join("containers"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                file.split_once('.').unwrap().1.to_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    // Each run builds a new commit, so it needs a container; the memory limit is one of
+    // the options that make containers of a kind.
+    let mut runs = 0;
+    let mut build = |memory: &str, keep_warm: &str| {
+        runs += 1;
+        let commit = ctx.commit_fixture("azb_sql", &[("run.txt", &format!("run {runs}\n"))]);
+        ctx.write_recipe(RecipeSpec::new("azb_sql", commit));
+        let out = ctx
+            .azb()
+            .env("AZB_KEEP_WARM", keep_warm)
+            .env("AZB_BUILD_MEMORY", memory)
+            .env("RUST_LOG", "azb=debug")
+            .args(["build", "--platform", "amd64"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+
+    // The first run leaves the container it started ahead of the next build, running.
+    build("1g", "120");
+    let first = spares();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(listed(), first);
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.Running}}", &first[0]]),
+        "true"
+    );
+
+    // A run whose containers differ (another memory limit) neither takes it nor, though
+    // the run that started it has ended, removes it as left behind.
+    let err = build("2g", "120");
+    assert!(!err.contains("took a spare"), "{err}");
+    let both = spares();
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.contains(&first[0]));
+    assert_eq!(listed(), both);
+
+    // A run of the same kind takes it (and leaves one of its own).
+    let err = build("1g", "120");
+    assert!(err.contains("took a spare an earlier run left"), "{err}");
+    assert!(err.contains(&first[0]), "{err}");
+    let now = spares();
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(!now.contains(&first[0]), "used once, then removed");
+    assert_eq!(listed(), now);
+    let claims = fs_err::read_dir(store.join("containers/taken"))
+        .unwrap()
+        .count();
+    assert_eq!(claims, 0, "a claim goes with its container");
+
+    // A spare that went away (an engine restart, `docker rm`) costs a new container, not
+    // the build.
+    let gone: Vec<&String> = now.iter().filter(|n| !both.contains(n)).collect();
+    assert_eq!(gone.len(), 1, "{now:?}");
+    docker(&["rm", "--force", "--volumes", gone[0]]);
+    let err = build("1g", "120");
+    assert!(err.contains("is gone; starting another"), "{err}");
+    let now = spares();
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(listed(), now);
+
+    // A spare that no run takes ends by itself after its time, volume and all.
+    build("3g", "2");
+    let short: Vec<String> = spares().into_iter().filter(|n| !now.contains(n)).collect();
+    assert_eq!(short.len(), 1, "{short:?}");
+    let volume = docker(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Name}}{{end}}",
+        &short[0],
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while listed().contains(&short[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} still runs",
+            short[0]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let volumes = docker(&["volume", "ls", "--quiet"]);
+    assert!(
+        !volumes.lines().any(|v| v == volume),
+        "volume {volume} left"
+    );
+    for name in now {
+        docker(&["rm", "--force", "--volumes", &name]);
+    }
+}

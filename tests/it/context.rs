@@ -330,7 +330,9 @@ Recipe(
                 format!("{UPSTREAM}={}/", self.upstreams().display()),
             )
             .env_remove("AZB_CACHE_DIR")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // No container outlives its test (one test checks the spares it leaves).
+            .env("AZB_KEEP_WARM", "0");
         cmd
     }
 
