@@ -536,19 +536,21 @@ fn after_one_file_changes_the_compile_cache_recompiles_only_it_and_the_artifact_
     );
 }
 
+/// Runs `docker ARGS`, asserting success; returns stdout, trimmed.
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 #[test]
 fn containers_that_a_killed_azb_left_are_removed_by_the_next_build() {
     let ctx = amd64_builder_project("azb_sql", &[]);
     let out = ctx.run(&["build", "--platform", "amd64"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
     let image = docker(&[
         "images",
         "--format",
@@ -629,14 +631,6 @@ fn a_build_that_runs_out_of_memory_says_so_and_names_the_setting() {
 fn a_container_no_build_took_waits_for_the_next_run_and_then_ends_by_itself() {
     let ctx = amd64_builder_project("azb_sql", &[]);
     let store = ctx.store();
-    let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
     let store_filter = format!("label=org.azb.store={}", store.display());
     // The containers of this store, running or not.
     let listed = || -> Vec<String> {
