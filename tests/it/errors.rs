@@ -412,3 +412,22 @@ fn a_build_memory_that_is_not_a_size_is_refused_before_any_work() {
     );
     assert!(!ctx.store().exists(), "the store was touched");
 }
+
+#[test]
+fn a_keep_warm_that_is_not_seconds_is_refused_before_any_work() {
+    let ctx = TestContext::new();
+    recipe(&ctx, "azb_hello", &[]);
+    let out = ctx
+        .azb()
+        .env("AZB_KEEP_WARM", "10m")
+        .arg("plan")
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("AZB_KEEP_WARM must be a whole number of seconds, got '10m'"),
+        "{text}"
+    );
+    assert!(!ctx.store().exists(), "the store was touched");
+}
