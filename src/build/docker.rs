@@ -782,7 +782,7 @@ impl BuildScript {
                 .map_err(|e| FsError::new("write log", log, e))
         };
         let mut reached: Option<String> = None;
-        // How long each step took, for `-vv` (the log is the build's own words).
+        // How long each step took, for `-v` (the log is the build's own words).
         let mut since = std::time::Instant::now();
         let step_done = |step: Option<String>, since: &mut std::time::Instant| {
             if let Some(step) = step {

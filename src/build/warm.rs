@@ -35,10 +35,14 @@ pub(super) fn owner() -> String {
     format!("{}:{}", host(), std::process::id())
 }
 
-fn host() -> String {
-    err::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
+/// This host's name, read once.
+fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        err::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// Whether the process `owner` names (`<host>:<pid>`) runs on this host. An owner on
@@ -359,19 +363,22 @@ impl Inner {
                 .and_then(|text| text.trim().parse::<u64>().ok())
                 .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
             let Some(since) = since else { continue };
+            let claimed = taken.join(format!("{name}@{}", owner()));
             let idle = Idle {
                 name: name.to_owned(),
                 since,
-                claimed: Some(taken.join(format!("{name}@{}", owner()))),
+                claimed: None,
             };
             if !idle.fresh(self.lifetime) {
                 let _ = err::remove_file(&record);
                 continue;
             }
-            let claimed = idle.claimed.as_deref()?;
-            if err::create_dir_all(&taken).is_ok() && err::rename(&record, claimed).is_ok() {
+            if err::create_dir_all(&taken).is_ok() && err::rename(&record, &claimed).is_ok() {
                 tracing::debug!(container = name, "took a spare an earlier run left");
-                return Some(idle);
+                return Some(Idle {
+                    claimed: Some(claimed),
+                    ..idle
+                });
             }
         }
         None
