@@ -6,7 +6,9 @@
 //! no new privileges, limits on memory and processes, and runs every step as an
 //! unprivileged user who can write only /build (its work tree, DESTDIR, HOME, TMPDIR) and
 //! /tmp; the source as streamed in, the toolchain and the rest of the system are root's.
-//! arm64 is cross-compiled in an amd64 builder (aarch64 compiler, `:arm64` libraries).
+//! arm64 is cross-compiled in an amd64 builder (aarch64 compiler, `:arm64` libraries;
+//! the arm64 pg_config, which only runs under emulation, answered by pg_config.rs's
+//! native stand-in).
 //!
 //! Only runs things: the builder image comes from builder.rs, the steps from the driver.
 
@@ -21,6 +23,7 @@ use super::builder::{BUILD_UID, Docker, ImageMaker, guest_prefix};
 use super::ccache::{self, CompileCache};
 use super::executor::{Executor, Sandbox, SessionSpec, Step, log_tail, shell_quote};
 use super::kind::KindPaths;
+use super::pg_config;
 use super::pgrx::{CargoSetup, installed_cargo_pgrx, rustc_wrapper_script};
 use super::warm::{self, Container, WarmPool};
 use crate::drv::Derivation;
@@ -352,7 +355,11 @@ impl Executor for DockerExecutor {
                     Some(sub) => Path::new(WORK).join(name).join(sub),
                     None => Path::new(WORK).join(name),
                 },
-                pg_config: Path::new(&prefix).join("bin/pg_config"),
+                pg_config: if cross {
+                    Path::new(WORK).join("bin/pg_config")
+                } else {
+                    Path::new(&prefix).join("bin/pg_config")
+                },
                 cc: Path::new(WORK).join("bin/cc"),
                 destdir: Path::new(WORK).join("out"),
                 make_jobs: spec.make_jobs,
@@ -379,7 +386,7 @@ impl Executor for DockerExecutor {
             _ => None,
         };
         let cache = sandbox.cache.as_ref().map(|(cache, _)| cache);
-        write_input(&input, spec, &prefix, cc, rust, cache)?;
+        write_input(&input, spec, &prefix, cc, cross, rust, cache)?;
         match sandbox.copy_in(&input) {
             Err(error) if sandbox.container.left_by_an_earlier_run() => {
                 tracing::debug!(%error, "the spare an earlier run left is gone; starting another");
@@ -393,13 +400,15 @@ impl Executor for DockerExecutor {
 }
 
 /// The tar streamed into the container at `/`: the source at /build/src (root's,
-/// read-only), the dependencies' artifacts over the toolchain, the compiler wrapper, and
-/// the compile cache (the build user's).
+/// read-only), the dependencies' artifacts over the toolchain, the compiler wrapper, for
+/// a `cross` build the native pg_config stand-in, and the compile cache (the build
+/// user's).
 fn write_input(
     path: &Path,
     spec: &SessionSpec<'_>,
     prefix: &str,
     cc: &str,
+    cross: bool,
     rust: Option<RustInput<'_>>,
     cache: Option<&CompileCache>,
 ) -> Result<(), Error> {
@@ -425,6 +434,11 @@ fn write_input(
     }
     let wrapper = compiler_wrapper(cc, cache.is_some());
     append_script(&mut tar, Path::new("build/bin/cc"), &wrapper).map_err(io)?;
+    if cross {
+        let real = format!("{prefix}/bin/pg_config");
+        let stand_in = pg_config::stand_in(&real, &format!("{WORK}/pg_config.answers"));
+        append_script(&mut tar, Path::new("build/bin/pg_config"), &stand_in).map_err(io)?;
+    }
     if let Some(cache) = cache {
         let _held = cache.hold()?;
         let guest = Path::new(ccache::GUEST_DIR.trim_start_matches('/'));

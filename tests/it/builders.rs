@@ -69,6 +69,14 @@ fn builder_containers_build_both_platforms_and_the_artifacts_load_into_postgres(
     let server = PgServer::start(&shared.toolchains.join("pg18-arm64"), &toolchain, &arm64);
     check_fixtures(&server);
     drop(server);
+    let cross = plan["derivations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["platform"] == "linux/arm64")
+        .and_then(|d| d["builder"].as_str())
+        .unwrap();
+    the_pg_config_stand_in_answers_as_the_real_one(&azb::build::image_tag(cross));
 
     // Another store builds the same derivations again, in the same builder images, into
     // the same bytes.
@@ -89,6 +97,54 @@ fn builder_containers_build_both_platforms_and_the_artifacts_load_into_postgres(
         );
         assert_eq!(a.object, b.object, "{name} is not reproducible");
     }
+}
+
+/// In the cross builder `image`, the native stand-in of the arm64 pg_config (which runs
+/// under qemu) gives the real one's answer to each of its questions, to several at once
+/// and to none.
+fn the_pg_config_stand_in_answers_as_the_real_one(image: &str) {
+    let real = "/usr/lib/postgresql/18/bin/pg_config";
+    let stand_in = azb::build::pg_config_stand_in(real, "/tmp/answers");
+    // Every question the real one lists, then two at once, then none; each answer ends
+    // with a line of its own.
+    let ask = |program: &str| {
+        format!(
+            "for q in $({real} | sed 's/ = .*//' | tr '[:upper:]' '[:lower:]'); do \
+               {program} --$q; echo \"-- $q $?\"; done; \
+             {program} --libdir --version; echo \"-- two $?\"; {program}; echo \"-- none $?\""
+        )
+    };
+    let script = format!(
+        "cat > /tmp/pg_config; chmod +x /tmp/pg_config; {{ {}; }} > /tmp/real; {{ {}; }} > /tmp/stand-in; \
+         cat /tmp/real; echo '== stand-in'; cat /tmp/stand-in",
+        ask(real),
+        ask("/tmp/pg_config")
+    );
+    let mut child = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            &script,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stand_in.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (real_answers, stand_in_answers) = text.split_once("== stand-in\n").unwrap();
+    assert!(
+        real_answers.contains("-- pgxs 0") && real_answers.contains("-- none 0"),
+        "{text}"
+    );
+    assert_eq!(stand_in_answers, real_answers);
 }
 
 /// Adds `build_packages` to the recipe file of `name`.
