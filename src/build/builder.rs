@@ -317,6 +317,10 @@ pub fn image_tag(identity: &str) -> String {
     format!("azb-builder:{}", &hex[..hex.len().min(32)])
 }
 
+/// The label of the volumes [`ImageMaker::toolchain_volume`] makes (the builder's tag):
+/// `docker volume prune --all --filter label=org.azb.toolchain-of` removes them.
+pub const TOOLCHAIN_LABEL: &str = "org.azb.toolchain-of";
+
 /// Makes (once) the builder image for one platform and `build_packages` set.
 pub struct ImageMaker<'a> {
     /// The engine.
@@ -366,6 +370,74 @@ impl ImageMaker<'_> {
             return Ok(());
         }
         make()
+    }
+
+    /// The engine volume that holds a copy of builder `tag`'s `/usr` (compilers, system
+    /// headers and libraries, the PostgreSQL toolchain), made once per builder and engine
+    /// and mounted read-only over `/usr` in its build containers: a build container's
+    /// own filesystem is the engine's layered one, and on an engine whose storage driver
+    /// is fuse-overlayfs every file a compiler opens in a new container goes through a
+    /// FUSE process with nothing cached yet, while a volume is the engine host's own
+    /// filesystem, whose caches outlive containers (here, the six compiles of a PGXS
+    /// fixture in a new container took 2.3–2.6 s against 3.1–3.3 s, and six compile cache
+    /// hits 0.24–0.29 s against 0.52–0.80 s). On overlay2 it changes little and costs
+    /// the copy. A volume named `<name>-ready` says the copy is whole (it is made after
+    /// it); a copy cut short is made again.
+    pub fn toolchain_volume(&self, tag: &str) -> Result<String, Error> {
+        let id = tag.rsplit(':').next().unwrap_or(tag);
+        let volume = format!("azb-usr-{id}");
+        let ready = format!("{volume}-ready");
+        let whole = || {
+            self.docker
+                .output(&[
+                    "volume",
+                    "inspect",
+                    "--format",
+                    "{{.Name}}",
+                    &volume,
+                    &ready,
+                ])
+                .is_ok()
+        };
+        if whole() {
+            return Ok(volume);
+        }
+        let locks = std::env::temp_dir().join("azb-builder-locks");
+        err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
+        let _lock = LockFile::acquire(
+            &locks.join(format!("{volume}.lock")),
+            &format!("the toolchain volume of {tag}"),
+        )?;
+        if whole() {
+            return Ok(volume);
+        }
+        tracing::info!(
+            tag,
+            volume,
+            "copying the builder's /usr to a volume (once per builder)"
+        );
+        let label = format!("{TOOLCHAIN_LABEL}={tag}");
+        let mount = format!("type=volume,src={volume},dst=/copy,volume-nocopy");
+        self.docker
+            .output(&["volume", "create", "--label", &label, &volume])?;
+        self.docker.output(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--user",
+            "0",
+            "--mount",
+            &mount,
+            "--entrypoint",
+            "/bin/sh",
+            tag,
+            "-c",
+            "set -e; find /copy -mindepth 1 -maxdepth 1 -exec rm -rf {} +; cp -a /usr/. /copy/",
+        ])?;
+        self.docker
+            .output(&["volume", "create", "--label", &label, &ready])?;
+        Ok(volume)
     }
 
     /// The tag of `base` (a builder made by [`ensure`](Self::ensure)) with the Rust

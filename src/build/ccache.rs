@@ -49,7 +49,8 @@ impl CompileCache {
     }
 
     /// Points ccache at the cache: its own size limit, results readable by the build user,
-    /// depend mode (the compiler wrapper adds -MD), a statistics log of this build.
+    /// depend mode (the compiler wrapper adds -MD), headers checked by their stat where it
+    /// is unchanged, a statistics log of this build.
     pub fn env(env: &mut BTreeMap<String, String>) {
         for (key, value) in [
             ("CCACHE_DIR", GUEST_DIR),
@@ -57,6 +58,12 @@ impl CompileCache {
             ("CCACHE_STATSLOG", STATS_LOG),
             ("CCACHE_MAXSIZE", "1G"),
             ("CCACHE_UMASK", "022"),
+            // A header whose size, mtime and ctime are those the cache recorded is not
+            // read again: the builder image's own files keep theirs from one container to
+            // the next, and everything a build brings in (source, dependencies, what it
+            // generates) is new each time, with a new ctime, so it is read. A hit on
+            // PostgreSQL's headers cost 57 ms against 17 ms.
+            ("CCACHE_SLOPPINESS", "file_stat_matches"),
         ] {
             env.insert(key.to_owned(), value.to_owned());
         }

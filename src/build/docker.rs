@@ -131,13 +131,21 @@ pub struct DockerExecutor {
 /// The builder images ensured in this run, by what chooses one (build packages, emulated,
 /// the recipe of a Rust build): asking the engine again costs a `docker` call each time.
 #[derive(Default)]
-struct ImageMemo(std::sync::Mutex<BTreeMap<ImageChoice, String>>);
+struct ImageMemo(std::sync::Mutex<BTreeMap<ImageChoice, Builder>>);
+
+/// A builder image and, unless it is emulated, the volume with a copy of its `/usr`
+/// (builder.rs's `toolchain_volume`; none when it could not be made).
+#[derive(Clone)]
+struct Builder {
+    image: String,
+    usr: Option<String>,
+}
 
 /// Build packages, emulated, and the recipe of a Rust build.
 type ImageChoice = (Vec<String>, bool, Option<String>);
 
 impl ImageMemo {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<ImageChoice, String>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<ImageChoice, Builder>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -214,7 +222,7 @@ impl DockerExecutor {
     }
 
     /// The builder image of `drv` (made now if this engine lacks it).
-    fn image(&self, drv: &Derivation, build: &Build) -> Result<String, Error> {
+    fn image(&self, drv: &Derivation, build: &Build) -> Result<Builder, Error> {
         let maker = ImageMaker {
             docker: &self.docker,
             store: &self.store,
@@ -238,18 +246,43 @@ impl DockerExecutor {
         if let Some(image) = self.images.map().get(&key) {
             return Ok(image.clone());
         }
-        let mut image = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
-        if key.2.is_some() {
-            image = maker.ensure_rust(&image, &drv.name, drv.platform)?;
-        }
-        self.images.map().insert(key, image.clone());
-        Ok(image)
+        let base = maker.ensure(drv.platform, &drv.build_packages, emulated)?;
+        // Copying /usr under emulation would take minutes; a volume that cannot be made
+        // costs speed, not the build. A Rust builder adds /opt/rust only: its base's.
+        let usr = if emulated {
+            None
+        } else {
+            maker
+                .toolchain_volume(&base)
+                .inspect_err(
+                    |error| tracing::warn!(%error, base, "builds use the image's own /usr"),
+                )
+                .ok()
+        };
+        let image = match key.2 {
+            Some(_) => maker.ensure_rust(&base, &drv.name, drv.platform)?,
+            None => base,
+        };
+        let builder = Builder { image, usr };
+        self.images.map().insert(key, builder.clone());
+        Ok(builder)
     }
 
-    /// `docker create` options of a build container of `image`. Nothing of the build is in
-    /// them, so a container can be started before the build that takes it is known.
-    fn options(&self, image: &str) -> Vec<String> {
+    /// `docker create` options of a build container of `builder` for a derivation with
+    /// or without dependencies. Nothing else of the build is in them, so a container can
+    /// be started before the build that takes it is known. The builder's `/usr` volume is
+    /// mounted read-only unless dependencies are laid over the toolchain (in `/usr`).
+    fn options(&self, builder: &Builder, has_deps: bool) -> Vec<String> {
         let user = format!("{BUILD_UID}:{BUILD_UID}");
+        let usr = match &builder.usr {
+            Some(volume) if !has_deps => {
+                vec![
+                    "--mount".to_owned(),
+                    format!("type=volume,src={volume},dst=/usr,readonly"),
+                ]
+            }
+            _ => Vec::new(),
+        };
         // The label says whose containers these are (`docker ps --filter label=...`): the
         // store they build for (the pool adds the process that started them).
         let store_label = format!("{STORE_LABEL}={}", self.store_label());
@@ -277,10 +310,12 @@ impl DockerExecutor {
             &format!("type=volume,dst={WORK}"),
             "--workdir",
             WORK,
-            image,
         ]
+        .into_iter()
         .map(str::to_owned)
-        .into()
+        .chain(usr)
+        .chain([builder.image.clone()])
+        .collect()
     }
 
     /// The store, as containers are labelled with it.
@@ -299,9 +334,10 @@ impl Executor for DockerExecutor {
         self.containers
             .reap_once(&format!("{STORE_LABEL}={}", self.store_label()));
         match self.image(drv, build) {
-            Ok(image) => self
-                .containers
-                .start_ahead(&Self::container_prefix(drv.platform), &self.options(&image)),
+            Ok(image) => self.containers.start_ahead(
+                &Self::container_prefix(drv.platform),
+                &self.options(&image, !drv.deps.is_empty()),
+            ),
             // The build meets it again and reports it.
             Err(error) => tracing::debug!(%error, "no builder container started ahead"),
         }
@@ -343,7 +379,10 @@ impl Executor for DockerExecutor {
                 "/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig".into(),
             );
         }
-        let (prefix_name, options) = (Self::container_prefix(drv.platform), self.options(&image));
+        let (prefix_name, options) = (
+            Self::container_prefix(drv.platform),
+            self.options(&image, !drv.deps.is_empty()),
+        );
         let container = self.containers.take(&prefix_name, &options)?;
         let mut sandbox = DockerSandbox {
             docker: self.docker.clone(),

@@ -806,3 +806,73 @@ fn a_container_no_build_took_waits_for_the_next_run_and_then_ends_by_itself() {
         docker(&["rm", "--force", "--volumes", &name]);
     }
 }
+
+/// Records how /usr is mounted in the build container (its line of mountinfo, or none).
+const RECORD_USR: &str = "share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mkdir -p $share && { grep ' /usr ' /proc/self/mountinfo || echo 'no mount at /usr'; } > $share/$NAME.usr";
+
+/// What `name`'s build recorded with [`RECORD_USR`].
+fn recorded_usr(ctx: &TestContext, name: &str) -> String {
+    let store = azb::store::Store::open(&ctx.store()).unwrap();
+    let (_, _, hash) = &plan_rows(ctx, "amd64")[name];
+    let tar = crate::context::stored(&store, hash).1;
+    for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with(format!("{name}.usr")) {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            return text;
+        }
+    }
+    panic!("{name} recorded nothing");
+}
+
+#[test]
+fn builds_compile_from_a_read_only_copy_of_the_builders_usr_unless_dependencies_go_there() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    let commit = ctx.commit_fixture("azb_script", &[]);
+    let recipe = |name: &str, depends: &str| {
+        let script = RECORD_USR.replace("$NAME", name);
+        fs_err::write(
+            ctx.recipe_path(name),
+            format!(
+                "Recipe(name: \"{name}\", kind: Extension, source: Git(url: \"{UPSTREAM}azb_script\", commit: \"{commit}\"), build: Script(script: \"{script}\"), depends: [{depends}])\n"
+            ),
+        )
+        .unwrap();
+    };
+    recipe("azb_usr", "");
+    recipe("azb_usr_dep", "\"azb_usr\"");
+    let out = ctx.run(&["build", "--platform", "amd64"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The volume of the builder's /usr, read-only; the copy is whole (its ready volume).
+    let builder = ctx.plan("amd64")["derivations"][0]["builder"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tag = azb::build::image_tag(&builder);
+    let volume = format!("azb-usr-{}", tag.rsplit(':').next().unwrap());
+    let line = recorded_usr(&ctx, "azb_usr");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert!(fields[3].contains(&format!("/{volume}/")), "{line}");
+    assert!(fields[5].split(',').any(|o| o == "ro"), "{line}");
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "volume",
+            "inspect",
+            "--format",
+            "{{index .Labels \"org.azb.toolchain-of\"}}",
+        ])
+        .args([&volume, &format!("{volume}-ready")])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout),
+        format!("{tag}\n{tag}\n")
+    );
+    // A build with dependencies has them laid over the toolchain in /usr: the image's own.
+    assert_eq!(recorded_usr(&ctx, "azb_usr_dep"), "no mount at /usr\n");
+}
