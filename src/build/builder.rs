@@ -317,6 +317,17 @@ pub fn image_tag(identity: &str) -> String {
     format!("azb-builder:{}", &hex[..hex.len().min(32)])
 }
 
+/// A lock on something of the engine named `name` (`what` in messages): the engine is
+/// shared by every store of this machine, so the lock is too.
+fn engine_lock(name: &str, what: &str) -> Result<LockFile, Error> {
+    let locks = std::env::temp_dir().join("azb-builder-locks");
+    err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
+    Ok(LockFile::acquire(
+        &locks.join(format!("{name}.lock")),
+        what,
+    )?)
+}
+
 /// The label of the volumes [`ImageMaker::toolchain_volume`] makes (the builder's tag):
 /// `docker volume prune --all --filter label=org.azb.toolchain-of` removes them.
 pub const TOOLCHAIN_LABEL: &str = "org.azb.toolchain-of";
@@ -359,13 +370,7 @@ impl ImageMaker<'_> {
         if self.docker.has_image(tag)? {
             return Ok(());
         }
-        // The engine is shared by every store of this machine, so the lock is too.
-        let locks = std::env::temp_dir().join("azb-builder-locks");
-        err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
-        let _lock = LockFile::acquire(
-            &locks.join(format!("{}.lock", tag.replace(':', "-"))),
-            &format!("the builder image {tag}"),
-        )?;
+        let _lock = engine_lock(&tag.replace(':', "-"), &format!("the builder image {tag}"))?;
         if self.docker.has_image(tag)? {
             return Ok(());
         }
@@ -402,12 +407,7 @@ impl ImageMaker<'_> {
         if whole() {
             return Ok(volume);
         }
-        let locks = std::env::temp_dir().join("azb-builder-locks");
-        err::create_dir_all(&locks).map_err(|e| FsError::new("create directory", &locks, e))?;
-        let _lock = LockFile::acquire(
-            &locks.join(format!("{volume}.lock")),
-            &format!("the toolchain volume of {tag}"),
-        )?;
+        let _lock = engine_lock(&volume, &format!("the toolchain volume of {tag}"))?;
         if whole() {
             return Ok(volume);
         }
