@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 
 use super::executor::{Executor, Sandbox, SessionSpec, Step, run_logged, shell_quote};
 use super::kind::KindPaths;
+use super::pg_config;
 use super::pgrx::CargoSetup;
+use super::rust::host_platform;
 use super::tree::{link_tree, strip_elf_files, unpack_over};
 use super::{Error, HostToolchain};
 use crate::fs::{FsError, err};
@@ -87,6 +89,17 @@ impl Executor for HostExecutor {
         };
         let cc = bin.join("cc");
         write_cc_wrapper(&cc, &self.toolchain.cc, &maps)?;
+        // A toolchain of another architecture has a pg_config that runs under emulation:
+        // answered natively (pg_config.rs).
+        let pg_config = if host_platform() == Some(drv.platform) {
+            pg.join("bin/pg_config")
+        } else {
+            let stand_in = bin.join("pg_config");
+            let real = pg.join("bin/pg_config").display().to_string();
+            let answers = work.join("pg_config.answers").display().to_string();
+            write_script(&stand_in, &pg_config::stand_in(&real, &answers))?;
+            stand_in
+        };
         let mut env = spec.env.clone();
         env.insert(
             "PATH".into(),
@@ -99,7 +112,7 @@ impl Executor for HostExecutor {
                 Some(sub) => spec.source.join(sub),
                 None => spec.source.to_owned(),
             },
-            pg_config: pg.join("bin/pg_config"),
+            pg_config,
             cc,
             destdir,
             make_jobs: spec.make_jobs,

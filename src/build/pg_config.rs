@@ -7,7 +7,8 @@
 //! answers from it; anything it cannot answer (`--help`, a question it has no line for, a
 //! mistake) goes to the real one, so its output and errors stay the real one's.
 //!
-//! Owns the stand-in's text. Where it is put and which builds get it is the executor's.
+//! Owns the stand-in's text. Where it is put and which builds get it is the executors'
+//! (both give it to builds whose toolchain is not this machine's architecture).
 
 use super::executor::shell_quote;
 
