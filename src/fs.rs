@@ -171,6 +171,22 @@ pub fn sorted_entries(dir: &Path) -> Result<Vec<err::DirEntry>, FsError> {
     Ok(entries)
 }
 
+/// Runs a program a test has just written, to completion. Exec'ing it can fail with
+/// "text file busy" while a process another test thread is starting still holds the
+/// written file open (until that process execs); that passes in a moment, so it is retried.
+#[cfg(test)]
+pub fn output_of_written_program(command: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..100 {
+        match command.output() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            ran => return ran.unwrap(),
+        }
+    }
+    panic!("{command:?} stayed busy for a second")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -938,13 +938,14 @@ mod script_tests {
         crate::fs::err::write(dir.path().join("x.c"), "int f(void) { return 1; }\n").unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
         let run = |args: &[&str]| {
-            std::process::Command::new(&cc)
-                .args(args)
-                .current_dir(dir.path())
-                .env("PATH", &path)
-                .status()
-                .unwrap()
-                .success()
+            crate::fs::output_of_written_program(
+                std::process::Command::new(&cc)
+                    .args(args)
+                    .current_dir(dir.path())
+                    .env("PATH", &path),
+            )
+            .status
+            .success()
         };
         // A feature check: compile to /dev/null (with -MD alone gcc would write
         // /dev/null.d and fail).

@@ -258,10 +258,13 @@ mod tests {
             &[(PathBuf::from("/w/src"), "/build/x".into())],
         )
         .unwrap();
-        let out = Command::new(&wrapper)
-            .args(["-O2", "-march=native", "a b.c", "-mtune=native", "-c"])
-            .output()
-            .unwrap();
+        let out = crate::fs::output_of_written_program(Command::new(&wrapper).args([
+            "-O2",
+            "-march=native",
+            "a b.c",
+            "-mtune=native",
+            "-c",
+        ]));
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
             "-ffile-prefix-map=/w/src=/build/x -O2 a b.c -c\n"

@@ -102,7 +102,7 @@ done
     }
 
     fn run(program: &Path, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(program).args(args).output().unwrap();
+        let out = crate::fs::output_of_written_program(Command::new(program).args(args));
         (
             out.status.success(),
             String::from_utf8(out.stdout).unwrap(),
@@ -171,7 +171,7 @@ done
         )
         .unwrap();
         make_executable(&path);
-        let out = Command::new(&path).arg("--pgxs").output().unwrap();
+        let out = crate::fs::output_of_written_program(Command::new(&path).arg("--pgxs"));
         assert_eq!(out.status.code(), Some(126));
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),

@@ -283,13 +283,11 @@ mod tests {
             (PathBuf::from("/w/src"), "/build/x".into()),
         ]);
         write_script(&wrapper, &script).unwrap();
-        // Through sh: exec'ing a file just written races with other test threads' forks
-        // (ETXTBSY).
-        let out = Command::new("sh")
-            .arg(&wrapper)
-            .args(["echo", "--crate-name", "a b"])
-            .output()
-            .unwrap();
+        let out = crate::fs::output_of_written_program(Command::new(&wrapper).args([
+            "echo",
+            "--crate-name",
+            "a b",
+        ]));
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
             "--crate-name a b --remap-path-prefix=/w=/build --remap-path-prefix=/w/src=/build/x\n"
