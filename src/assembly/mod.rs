@@ -194,6 +194,21 @@ fn artifact_layer(
     }
 }
 
+/// Gets ready what assembling the image for `platforms` needs of its bases and no build
+/// changes: a registry base pulled into the store, and what each base holds learnt into
+/// the store's memo. A build runs it while it compiles; assembly then finds both.
+pub fn prepare_bases(
+    store: &Store,
+    project: &Project,
+    platforms: &[Platform],
+) -> Result<(), Error> {
+    for &platform in platforms {
+        let (dir, reference) = base(store, project, platform)?;
+        crate::image::learn_base(&dir, reference.as_deref(), platform, &store.layout().memo())?;
+    }
+    Ok(())
+}
+
 /// The base image layout of `platform` and the ref to use in it; a registry base is
 /// pulled into the store once.
 fn base(

@@ -78,7 +78,19 @@ pub fn execute(global: &GlobalSettings, args: &BuildArgs) -> Result<Vec<String>,
         reporter: &progress,
         remote: Some(&remote),
     };
-    let outcome = scheduler.realise(&plan).map_err(classify)?;
+    // What assembly needs of the bases is got ready beside the builds; assembly meets any
+    // failure again and reports it.
+    let outcome = std::thread::scope(|scope| {
+        if target.is_some() {
+            scope.spawn(|| {
+                if let Err(error) = assembly::prepare_bases(&store, &project, &platforms) {
+                    tracing::debug!(%error, "the bases could not be read ahead");
+                }
+            });
+        }
+        scheduler.realise(&plan)
+    })
+    .map_err(classify)?;
     drop(progress);
     record_last_build(&store, &plan, &outcome, &platforms)?;
     if let Some((_, first)) = outcome.failures.first() {

@@ -444,6 +444,20 @@ fn check(request: &ImageRequest, output: &Output) -> Result<(), Error> {
     Ok(())
 }
 
+/// Learns what the base image at `base` holds (every path, its packages, its linker
+/// configuration) into `memo`, where assembly looks first. It is the slowest part of a
+/// first assembly (every layer of the base decompressed and hashed), and depends on no
+/// build, so a build runs it beside its compiles.
+pub fn learn_base(
+    base: &Path,
+    base_ref: Option<&str>,
+    platform: Platform,
+    memo: &Path,
+) -> Result<(), Error> {
+    let base = base::read(base, base_ref, platform)?;
+    packages::BaseContents::read_memo(&base, Some(memo)).map(drop)
+}
+
 /// Assembles the request's images and writes them to `output`.
 #[tracing::instrument(level = "debug", skip_all, fields(name = %request.name))]
 pub fn assemble(request: &ImageRequest, output: &Output) -> Result<ImageSummary, Error> {
