@@ -1,11 +1,12 @@
 //! The docker executor: builds in a container of the derivation's builder image. Nothing of
-//! this machine is mounted: the pinned source, the dependencies' artifacts (laid over the
-//! toolchain) and the compiler wrapper are streamed in as a tar before the container
-//! starts, and what the build installed is streamed out at the end, so the same executor
-//! drives a remote engine (`DOCKER_HOST`). The container has no network, no capabilities,
-//! no new privileges, limits on memory and processes, and runs every step as an
-//! unprivileged user who can write only /build (its work tree, DESTDIR, HOME, TMPDIR) and
-//! /tmp; the source as streamed in, the toolchain and the rest of the system are root's.
+//! this machine is mounted: the pinned source, the compiler wrapper and the compile cache
+//! are streamed in as a tar on the build's `docker exec`, the dependencies' artifacts
+//! (laid over the toolchain) are copied in by the engine, and what the build installed is
+//! streamed out at the end, so the same executor drives a remote engine (`DOCKER_HOST`).
+//! The container has no network, no capabilities, no new privileges, limits on memory and
+//! processes, and runs every step as an unprivileged user who can write only /build (its
+//! work tree, DESTDIR, HOME, TMPDIR) and /tmp; the toolchain and the rest of the system
+//! are root's.
 //! arm64 is cross-compiled in an amd64 builder (aarch64 compiler, `:arm64` libraries;
 //! the arm64 pg_config, which only runs under emulation, answered by pg_config.rs's
 //! native stand-in).
@@ -152,10 +153,15 @@ impl ImageMemo {
     }
 }
 
-/// One build container, its input in place.
-struct DockerSandbox {
+/// One build container and the input its build streams in.
+struct DockerSandbox<'a> {
     docker: Docker,
     container: Container,
+    /// Where another container comes from when the spare taken has gone meanwhile: the
+    /// pool, the kind's name prefix and its options.
+    pool: (&'a WarmPool, String, Vec<String>),
+    /// The tar the build's script unpacks first (see [`write_input`]).
+    input: PathBuf,
     drv: Derivation,
     paths: KindPaths,
     env: BTreeMap<String, String>,
@@ -384,10 +390,13 @@ impl Executor for DockerExecutor {
             self.options(&image, !drv.deps.is_empty()),
         );
         let container = self.containers.take(&prefix_name, &options)?;
+        let input = spec.work.join("input.tar");
         let mut sandbox = DockerSandbox {
             docker: self.docker.clone(),
             memory: self.limits.memory.clone(),
             container,
+            pool: (&self.containers, prefix_name, options),
+            input: input.clone(),
             drv: drv.clone(),
             paths: KindPaths {
                 dir: match &drv.subdir {
@@ -415,7 +424,6 @@ impl Executor for DockerExecutor {
             cache: cache.map(|cache| (cache, spec.work.join("ccache"))),
         };
         // From here on the container is removed when the sandbox is dropped.
-        let input = spec.work.join("input.tar");
         let rust = match (&cargo_pgrx, &sandbox.paths.cargo) {
             (Some(binary), Some(setup)) => Some(RustInput {
                 cargo_pgrx: binary,
@@ -426,22 +434,29 @@ impl Executor for DockerExecutor {
         };
         let cache = sandbox.cache.as_ref().map(|(cache, _)| cache);
         write_input(&input, spec, &prefix, cc, cross, rust, cache)?;
-        match sandbox.copy_in(&input) {
-            Err(error) if sandbox.container.left_by_an_earlier_run() => {
-                tracing::debug!(%error, "the spare an earlier run left is gone; starting another");
-                sandbox.container = self.containers.take_new(&prefix_name, &options)?;
-                sandbox.copy_in(&input)?;
+        if !spec.deps.is_empty() {
+            // The dependencies go into the toolchain, which is root's: the engine copies
+            // them in (the build user streams the rest in itself).
+            let deps = spec.work.join("deps.tar");
+            write_deps(&deps, spec.deps, &prefix)?;
+            match sandbox.copy_in(&deps) {
+                Err(error) if sandbox.container.left_by_an_earlier_run() => {
+                    tracing::debug!(%error, "the spare an earlier run left is gone; starting another");
+                    sandbox.replace_container()?;
+                    sandbox.copy_in(&deps)?;
+                }
+                copied => copied?,
             }
-            copied => copied?,
         }
         Ok(Box::new(sandbox))
     }
 }
 
-/// The tar streamed into the container at `/`: the source at /build/src (root's,
-/// read-only), the dependencies' artifacts over the toolchain, the compiler wrapper, for
-/// a `cross` build the native pg_config stand-in, and the compile cache (the build
-/// user's).
+/// The tar the build user unpacks in /build before the first step (streamed in on the
+/// `docker exec`: no `docker cp` and no engine-side unpacking): the source as the work
+/// tree, the compiler wrapper, for a `cross` build the native pg_config stand-in, the
+/// compile cache, and what a cargo-pgrx build adds. Its paths are relative to /build
+/// ([`in_work`]), which is the build user's.
 fn write_input(
     path: &Path,
     spec: &SessionSpec<'_>,
@@ -451,45 +466,69 @@ fn write_input(
     rust: Option<RustInput<'_>>,
     cache: Option<&CompileCache>,
 ) -> Result<(), Error> {
+    let _held = cache.map(CompileCache::hold).transpose()?;
+    write_tar(path, |tar| {
+        tar.follow_symlinks(false);
+        tar.append_dir_all(spec.drv.name.as_str(), spec.source)?;
+        let wrapper = compiler_wrapper(cc, cache.is_some());
+        append_script(tar, Path::new("bin/cc"), &wrapper)?;
+        if cross {
+            let real = format!("{prefix}/bin/pg_config");
+            let stand_in = pg_config::stand_in(&real, &format!("{WORK}/pg_config.answers"));
+            append_script(tar, Path::new("bin/pg_config"), &stand_in)?;
+        }
+        if let Some(cache) = cache {
+            let kept = cache.dir.is_dir().then_some(cache.dir.as_path());
+            append_owned(tar, in_work(Path::new(ccache::GUEST_DIR)), kept)?;
+        }
+        match rust {
+            Some(rust) => rust.append(tar),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Writes a tar (fixed owners and times) to `path`, its entries from `fill`.
+fn write_tar(
+    path: &Path,
+    fill: impl FnOnce(&mut tar::Builder<std::io::BufWriter<err::File>>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let io = |e| FsError::new("write", path, e);
     let file = err::File::create(path).map_err(|e| FsError::new("create", path, e))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     tar.mode(tar::HeaderMode::Deterministic);
-    tar.follow_symlinks(false);
-    // Docker's tar reader knows no GNU sparse entries.
-    tar.sparse(false);
-    let io = |e| FsError::new("write", path, e);
-    tar.append_dir_all("build/src", spec.source).map_err(io)?;
-    let guest_prefix = prefix.trim_start_matches('/');
-    for object in spec.deps {
-        let mut archive = tar::Archive::new(crate::store::read_object(object)?);
-        for entry in archive.entries().map_err(io)? {
-            let mut entry = entry.map_err(io)?;
-            let relative = entry.path().map_err(io)?.into_owned();
-            let mut header = entry.header().clone();
-            let target = Path::new(guest_prefix).join(&relative);
-            tar.append_data(&mut header, &target, &mut entry)
-                .map_err(io)?;
-        }
-    }
-    let wrapper = compiler_wrapper(cc, cache.is_some());
-    append_script(&mut tar, Path::new("build/bin/cc"), &wrapper).map_err(io)?;
-    if cross {
-        let real = format!("{prefix}/bin/pg_config");
-        let stand_in = pg_config::stand_in(&real, &format!("{WORK}/pg_config.answers"));
-        append_script(&mut tar, Path::new("build/bin/pg_config"), &stand_in).map_err(io)?;
-    }
-    if let Some(cache) = cache {
-        let _held = cache.hold()?;
-        let guest = Path::new(ccache::GUEST_DIR.trim_start_matches('/'));
-        let kept = cache.dir.is_dir().then_some(cache.dir.as_path());
-        append_owned(&mut tar, guest, kept).map_err(io)?;
-    }
-    if let Some(rust) = rust {
-        rust.append(&mut tar).map_err(io)?;
-    }
-    let mut inner = tar.into_inner().map_err(io)?;
-    inner.flush().map_err(io)?;
+    fill(&mut tar).map_err(io)?;
+    tar.into_inner().map_err(io)?.flush().map_err(io)?;
     Ok(())
+}
+
+/// A path under /build as the input tar names it: relative to /build.
+fn in_work(path: &Path) -> &Path {
+    path.strip_prefix(WORK).unwrap_or(path)
+}
+
+/// The tar the engine copies in at `/` for a build with dependencies: their artifacts,
+/// laid over the toolchain under `prefix` (root's).
+fn write_deps(path: &Path, deps: &[PathBuf], prefix: &str) -> Result<(), Error> {
+    let objects = deps
+        .iter()
+        .map(|object| crate::store::read_object(object))
+        .collect::<Result<Vec<_>, _>>()?;
+    let guest_prefix = Path::new(prefix.trim_start_matches('/'));
+    write_tar(path, |tar| {
+        // Docker's tar reader knows no GNU sparse entries.
+        tar.sparse(false);
+        for object in objects {
+            let mut archive = tar::Archive::new(object);
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                let target = guest_prefix.join(entry.path()?);
+                let mut header = entry.header().clone();
+                tar.append_data(&mut header, &target, &mut entry)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The compiler wrapper: drops `-march=native` and friends (an artifact must run on any
@@ -531,18 +570,17 @@ struct RustInput<'a> {
 
 impl RustInput<'_> {
     fn append<W: Write>(&self, tar: &mut tar::Builder<W>) -> std::io::Result<()> {
-        let guest = |path: &Path| path.strip_prefix("/").unwrap_or(path).to_owned();
-        tar.append_path_with_name(self.cargo_pgrx, guest(&self.setup.cargo_pgrx))?;
+        tar.append_path_with_name(self.cargo_pgrx, in_work(&self.setup.cargo_pgrx))?;
         let maps = [
             (self.setup.rust.sysroot.clone(), "/rust".to_owned()),
             (self.setup.cargo_home.clone(), "/cargo".to_owned()),
         ];
         append_script(
             tar,
-            &guest(&self.setup.rustc_wrapper),
+            in_work(&self.setup.rustc_wrapper),
             &rustc_wrapper_script(&maps),
         )?;
-        let home = guest(&self.setup.cargo_home);
+        let home = in_work(&self.setup.cargo_home);
         for dir in ["", "registry", "git"] {
             append_owned(tar, &home.join(dir), None)?;
         }
@@ -610,7 +648,7 @@ fn append_owned<W: Write>(
     Ok(())
 }
 
-impl DockerSandbox {
+impl DockerSandbox<'_> {
     /// Whether the kernel killed a process of the container for its memory limit (the
     /// cgroup's `oom_kill` count, v2 or v1; the engine's own flag covers only the
     /// container's first process).
@@ -627,6 +665,13 @@ impl DockerSandbox {
             })
     }
 
+    /// Takes a new container in place of a spare that has gone.
+    fn replace_container(&mut self) -> Result<(), Error> {
+        let (pool, prefix, options) = &self.pool;
+        self.container = pool.take_new(prefix, options)?;
+        Ok(())
+    }
+
     fn copy_in(&self, tar: &Path) -> Result<(), Error> {
         let mut file = err::File::open(tar).map_err(|e| FsError::new("open", tar, e))?;
         self.docker.copy_in(&self.container.name, |mut stdin| {
@@ -635,25 +680,56 @@ impl DockerSandbox {
     }
 }
 
-impl Sandbox for DockerSandbox {
+impl Sandbox for DockerSandbox<'_> {
     fn paths(&self) -> &KindPaths {
         &self.paths
     }
 
     /// The whole build is one `docker exec` of a script: each `docker exec` costs tens of
-    /// milliseconds, a build has half a dozen steps. The script announces each step on
-    /// stderr with a marker line (a per-build random token, so build output cannot pass
-    /// for one), writes the build's output there too, and streams DESTDIR as a tar on
-    /// stdout at the end; this side logs the lines, reports the steps and unpacks the tar.
+    /// milliseconds, a build has half a dozen steps. The script unpacks its input from
+    /// stdin, announces each step on stderr with a marker line (a per-build random token,
+    /// so build output cannot pass for one), writes the build's output there too, and
+    /// streams DESTDIR as a tar on stdout at the end; this side logs the lines, reports
+    /// the steps and unpacks the tar.
     fn build(
-        self: Box<Self>,
+        mut self: Box<Self>,
         steps: &[Step],
         started: &mut dyn FnMut(&Step),
         into: &Path,
     ) -> Result<(), Error> {
         let cached = self.cache.is_some();
         let script = BuildScript::new(&self.drv, steps, &self.strip, cached);
-        let mut command = self.docker.command(["exec", "--user"]);
+        let mut ran = self.run(&script, steps, started, into)?;
+        if ran.reached.is_none() && !ran.status.success() && self.container.left_by_an_earlier_run()
+        {
+            // Nothing of the script ran: the spare an earlier run left may have gone.
+            tracing::debug!("the spare an earlier run left is gone; starting another");
+            self.replace_container()?;
+            ran = self.run(&script, steps, started, into)?;
+        }
+        self.finish(ran)
+    }
+}
+
+/// How a build's script ended.
+struct Ran {
+    /// The last step that began, if any did.
+    reached: Option<String>,
+    status: std::process::ExitStatus,
+    /// How unpacking its output went.
+    unpacked: Result<(), Error>,
+}
+
+impl DockerSandbox<'_> {
+    /// Runs `script` in the container, its input streamed in.
+    fn run(
+        &self,
+        script: &BuildScript,
+        steps: &[Step],
+        started: &mut dyn FnMut(&Step),
+        into: &Path,
+    ) -> Result<Ran, Error> {
+        let mut command = self.docker.command(["exec", "--interactive", "--user"]);
         command.arg(format!("{BUILD_UID}:{BUILD_UID}"));
         command.arg("--workdir").arg(WORK);
         for (key, value) in &self.env {
@@ -662,7 +738,7 @@ impl Sandbox for DockerSandbox {
         command
             .arg(&self.container.name)
             .args(["/bin/sh", "-c", &script.text])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let program = self.docker.program.clone();
@@ -670,11 +746,17 @@ impl Sandbox for DockerSandbox {
             program: program.clone(),
             source,
         };
+        let mut input =
+            err::File::open(&self.input).map_err(|e| FsError::new("open", &self.input, e))?;
         let mut child = command.spawn().map_err(missing)?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let staged = self.cache.as_ref().map(|(_, staged)| staged.as_path());
         let (logged, unpacked) = std::thread::scope(|scope| {
+            // A script that stops early reads no more: what the copy meets then is the
+            // script's failure, which the status reports.
+            scope.spawn(move || std::io::copy(&mut input, &mut stdin).map(drop));
             let unpacking = scope.spawn(move || unpack_out(stdout, into, staged));
             let logged = script.follow(stderr, &self.log, started, steps);
             // A step that failed wrote no tar: the unpack sees an empty stream.
@@ -684,7 +766,20 @@ impl Sandbox for DockerSandbox {
             (logged, unpacked)
         });
         let status = child.wait().map_err(missing)?;
-        let reached = logged?;
+        Ok(Ran {
+            reached: logged?,
+            status,
+            unpacked,
+        })
+    }
+
+    /// The build's result from how its script ended.
+    fn finish(&self, ran: Ran) -> Result<(), Error> {
+        let Ran {
+            reached,
+            status,
+            unpacked,
+        } = ran;
         if !status.success() {
             let Some(step) = reached else {
                 // Nothing of the script ran: the engine's own message is in the log.
@@ -748,12 +843,13 @@ impl BuildScript {
             marker,
             steps: Vec::new(),
         };
-        let work_tree = shell_quote(&format!("{WORK}/{}", drv.name));
-        script.own(
-            "copy source",
-            &format!(
-                "mkdir {work_tree}\ncp -R {WORK}/src/. {work_tree}/\nchmod -R u+w {work_tree}"
-            ),
+        // The input (write_input) comes on stdin; the rest of stdin is drained, so the
+        // writer never waits on a reader that has stopped, and the steps get none of it.
+        script.add(
+            "unpack input",
+            &format!("$ tar -x -C {WORK} < input  (the source as {WORK}/{}, the compiler wrapper, the compile cache)", drv.name),
+            None,
+            &format!("tar -x -f - -C {WORK}\ncat >/dev/null\nexec </dev/null"),
         );
 
         for (index, step) in steps.iter().enumerate() {
@@ -1020,7 +1116,7 @@ mod script_tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "$ mkdir '/build/azb_x'; cp -R /build/src/. '/build/azb_x'/; chmod -R u+w '/build/azb_x'"
+            "$ tar -x -C /build < input  (the source as /build/azb_x, the compiler wrapper, the compile cache)"
         );
         assert_eq!(lines[1], "$ make -j2  (in /build/azb_x)");
         assert_eq!(lines[2], "cc -c x.c");
@@ -1057,7 +1153,6 @@ mod script_tests {
         let script = BuildScript::new(&drv(), &steps, "true", false);
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        crate::fs::err::create_dir_all(root.join("src")).unwrap();
         let text = script
             .text
             .replace(
@@ -1065,10 +1160,23 @@ mod script_tests {
                 &root.join("taken").display().to_string(),
             )
             .replace(WORK, &root.display().to_string());
-        let output = std::process::Command::new("sh")
+        // The input on stdin, with more after its end: the script reads it all.
+        let mut input = tar::Builder::new(Vec::new());
+        append_script(&mut input, Path::new("azb_x/configure"), "#!/bin/sh\n").unwrap();
+        let mut input = input.into_inner().unwrap();
+        input.extend(vec![0; 1 << 20]);
+        let mut child = std::process::Command::new("sh")
             .args(["-c", &text])
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(root.join("azb_x/configure").is_file());
         assert_eq!(
             output.status.code(),
             Some(3),
