@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::executor::Executor;
 use super::job::{JobContext, build};
 use super::pgrx::prepare;
@@ -18,6 +20,9 @@ use crate::fetch::Fetcher;
 use crate::recipe::{Build, Platform};
 use crate::remote::Remote;
 use crate::store::{Lookup, Realisation, Store};
+
+/// How many sources are fetched at once at most.
+const PARALLEL_FETCHES: usize = 8;
 
 /// How to realise a plan.
 pub struct Scheduler<'a> {
@@ -103,16 +108,33 @@ impl Scheduler<'_> {
         let mut warmed = BTreeSet::new();
         self.warm_next(&pending, &mut warmed);
         let mut failed: BTreeSet<DrvHash> = BTreeSet::new();
-        // Every source is fetched before any build starts: builds have no network.
+        // Every source is fetched before any build starts: builds have no network. The
+        // sources are fetched side by side (a fetch mostly waits on the server); their
+        // failures are then taken in plan order.
         let mut fetched = BTreeSet::new();
-        for planned in &pending {
+        let sources: Vec<&Planned<'_>> = pending
+            .iter()
+            .copied()
+            .filter(|p| fetched.insert((p.recipe.recipe.url(), p.drv.commit)))
+            .collect();
+        let fetchers = rayon::ThreadPoolBuilder::new()
+            .num_threads(sources.len().clamp(1, PARALLEL_FETCHES))
+            .build()
+            .expect("a thread pool of a few threads can be built");
+        let results: Vec<_> = fetchers.install(|| {
+            sources
+                .par_iter()
+                .map(|planned| {
+                    let recipe = &planned.recipe.recipe;
+                    self.reporter.fetching(&recipe.name, recipe.url());
+                    self.fetcher.ensure(recipe.url(), planned.drv.commit)
+                })
+                .collect()
+        });
+        for (planned, result) in sources.into_iter().zip(results) {
             let recipe = &planned.recipe.recipe;
             let commit = planned.drv.commit;
-            if !fetched.insert((recipe.url(), commit)) {
-                continue;
-            }
-            self.reporter.fetching(&recipe.name, recipe.url());
-            if let Err(source) = self.fetcher.ensure(recipe.url(), commit) {
+            if let Err(source) = result {
                 let error = Error::Fetch {
                     name: recipe.name.clone(),
                     source,

@@ -206,7 +206,11 @@ impl Fetcher {
                 .prefix("mirror-")
                 .tempdir_in(self.store.layout().tmp())
                 .map_err(|e| FsError::new("create a temp dir in", self.store.layout().tmp(), e))?;
-            Repository::init_bare(tmp.path()).map_err(|e| git("create a mirror for", e))?;
+            // No template (sample hooks, info/exclude): a mirror runs no hooks.
+            let mut options = git2::RepositoryInitOptions::new();
+            options.bare(true).external_template(false);
+            Repository::init_opts(tmp.path(), &options)
+                .map_err(|e| git("create a mirror for", e))?;
             let tmp = tmp.keep();
             err::rename(&tmp, &mirror).map_err(|e| FsError::new("move mirror into", &mirror, e))?;
         }
