@@ -440,7 +440,7 @@ impl Executor for DockerExecutor {
             let deps = spec.work.join("deps.tar");
             write_deps(&deps, spec.deps, &prefix)?;
             match sandbox.copy_in(&deps) {
-                Err(error) if sandbox.container.left_by_an_earlier_run() => {
+                Err(error) if sandbox.container.may_have_gone() => {
                     tracing::debug!(%error, "the spare an earlier run left is gone; starting another");
                     sandbox.replace_container()?;
                     sandbox.copy_in(&deps)?;
@@ -698,16 +698,24 @@ impl Sandbox for DockerSandbox<'_> {
         into: &Path,
     ) -> Result<(), Error> {
         let cached = self.cache.is_some();
-        let script = BuildScript::new(&self.drv, steps, &self.strip, cached);
+        let used = self.container.used();
+        let script = BuildScript::new(&self.drv, steps, &self.strip, cached, used);
         let mut ran = self.run(&script, steps, started, into)?;
-        if ran.reached.is_none() && !ran.status.success() && self.container.left_by_an_earlier_run()
-        {
-            // Nothing of the script ran: the spare an earlier run left may have gone.
+        if ran.reached.is_none() && !ran.status.success() && self.container.may_have_gone() {
+            // Nothing of the script ran: the spare an earlier run left, or the container
+            // a build before used, may have gone.
             tracing::debug!("the spare an earlier run left is gone; starting another");
             self.replace_container()?;
             ran = self.run(&script, steps, started, into)?;
         }
-        self.finish(ran)
+        self.finish(ran)?;
+        let DockerSandbox {
+            container,
+            pool: (pool, ..),
+            ..
+        } = *self;
+        pool.give_back(container);
+        Ok(())
     }
 }
 
@@ -814,6 +822,20 @@ impl DockerSandbox<'_> {
     }
 }
 
+/// What a build in a used container runs first (after marking the container taken): ends
+/// every other process of the build user (the container's first process, which is no
+/// build's, is spared by `kill -1`), removes the System V IPC objects it may remove, and
+/// empties every directory the build user can write in, but for the taken marker, then
+/// makes /build's directories again. A wipe that fails fails the script before its
+/// first step, so the build runs in a new container instead.
+const WIPE: &str = "kill -9 -1 2>/dev/null || true
+ipcrm --all 2>/dev/null || true
+for dir in /build /tmp /var/tmp /run/lock /dev/shm /dev/mqueue; do
+  if [ -d \"$dir\" ]; then find \"$dir\" -mindepth 1 ! -path /tmp/.azb-taken -delete; fi
+done
+mkdir /build/home /build/tmp /build/out /build/bin
+";
+
 /// The shell script of one build, and how to read what it writes on stderr.
 struct BuildScript {
     text: String,
@@ -826,7 +848,9 @@ struct BuildScript {
 
 impl BuildScript {
     /// `cached`: the compile cache is at [`ccache::GUEST_DIR`] and goes back with the output.
-    fn new(drv: &Derivation, steps: &[Step], strip: &str, cached: bool) -> Self {
+    /// `used`: a build before used the container, so the script wipes what it could have
+    /// left ([`WIPE`]) first.
+    fn new(drv: &Derivation, steps: &[Step], strip: &str, cached: bool, used: bool) -> Self {
         use std::hash::{BuildHasher, Hasher};
         let token = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -837,8 +861,9 @@ impl BuildScript {
             // The container is this build's from the first line on (it no longer ends
             // by itself).
             text: format!(
-                "set -eu\n: >{taken}\nexec 3>&1 1>&2\nstep() {{ printf '\\036azb-step-{token:016x} %s\\n' \"$1\"; }}\n",
-                taken = warm::TAKEN_MARKER
+                "set -eu\n: >{taken}\n{wipe}exec 3>&1 1>&2\nstep() {{ printf '\\036azb-step-{token:016x} %s\\n' \"$1\"; }}\n",
+                taken = warm::TAKEN_MARKER,
+                wipe = if used { WIPE } else { "" },
             ),
             marker,
             steps: Vec::new(),
@@ -1087,7 +1112,7 @@ mod script_tests {
                 cwd: PathBuf::from("/build/azb_x"),
             },
         ];
-        let script = BuildScript::new(&drv(), &steps, "strip", false);
+        let script = BuildScript::new(&drv(), &steps, "strip", false, false);
         assert!(
             script
                 .text
@@ -1127,6 +1152,23 @@ mod script_tests {
     }
 
     #[test]
+    fn only_a_used_container_is_wiped_and_the_wipe_spares_the_taken_marker() {
+        let steps = [];
+        let fresh = BuildScript::new(&drv(), &steps, "strip", false, false);
+        let used = BuildScript::new(&drv(), &steps, "strip", false, true);
+        assert!(!fresh.text.contains(WIPE));
+        // Marked taken first: the wipe ends the container's first process's timer.
+        let taken = format!(": >{}\n", warm::TAKEN_MARKER);
+        assert!(
+            used.text.contains(&format!("{taken}{WIPE}")),
+            "{}",
+            used.text
+        );
+        assert!(WIPE.contains(&format!("! -path {} -delete", warm::TAKEN_MARKER)));
+        assert!(WIPE.contains(&format!("for dir in {WORK} /tmp ")));
+    }
+
+    #[test]
     fn the_script_runs_in_a_shell_stops_at_the_failing_step_and_writes_no_tar() {
         // The script itself, run by this machine's sh in a directory standing for /build.
         let steps = [
@@ -1150,7 +1192,7 @@ mod script_tests {
                 cwd: PathBuf::from("/"),
             },
         ];
-        let script = BuildScript::new(&drv(), &steps, "true", false);
+        let script = BuildScript::new(&drv(), &steps, "true", false, false);
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let text = script

@@ -812,12 +812,17 @@ const RECORD_USR: &str = "share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mk
 
 /// What `name`'s build recorded with [`RECORD_USR`].
 fn recorded_usr(ctx: &TestContext, name: &str) -> String {
+    recorded(ctx, name, "usr")
+}
+
+/// The file `<name>.<suffix>` of `name`'s amd64 artifact: what its build recorded.
+fn recorded(ctx: &TestContext, name: &str, suffix: &str) -> String {
     let store = azb::store::Store::open(&ctx.store()).unwrap();
     let (_, _, hash) = &plan_rows(ctx, "amd64")[name];
     let tar = crate::context::stored(&store, hash).1;
     for entry in tar::Archive::new(&tar[..]).entries().unwrap() {
         let mut entry = entry.unwrap();
-        if entry.path().unwrap().ends_with(format!("{name}.usr")) {
+        if entry.path().unwrap().ends_with(format!("{name}.{suffix}")) {
             let mut text = String::new();
             entry.read_to_string(&mut text).unwrap();
             return text;
@@ -875,4 +880,40 @@ fn builds_compile_from_a_read_only_copy_of_the_builders_usr_unless_dependencies_
     );
     // A build with dependencies has them laid over the toolchain in /usr: the image's own.
     assert_eq!(recorded_usr(&ctx, "azb_usr_dep"), "no mount at /usr\n");
+}
+
+/// Leaves something in every place a build may write, a System V message queue and a
+/// process that outlives the script, and records the container it ran in.
+const LEAVE: &str = "for dir in /tmp /var/tmp /run/lock /dev/shm $HOME /build; do echo left > $dir/left; done; ipcmk -Q >/dev/null; sleep 1000 </dev/null >/dev/null 2>&1 & share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mkdir -p $share && cat /proc/sys/kernel/hostname > $share/$NAME.seen";
+
+/// Records the container it ran in and what it finds of [`LEAVE`] (the pattern `sleep
+/// 100[0]` does not match the command lines of this script and its grep).
+const FIND: &str = "share=$DESTDIR$($PG_CONFIG --sharedir)/extension && mkdir -p $share && { cat /proc/sys/kernel/hostname; for f in /tmp/left /var/tmp/left /run/lock/left /dev/shm/left $HOME/left /build/left; do if [ -e $f ]; then echo found $f; fi; done; cat /proc/[0-9]*/cmdline | tr '\\\\0' ' ' | grep -o 'sleep 100[0]' || true; ipcs -q | grep -c '^0x' || true; } > $share/$NAME.seen";
+
+#[test]
+fn a_container_a_build_used_is_wiped_and_serves_the_next_build_of_its_kind() {
+    shared();
+    let ctx = TestContext::new();
+    ctx.use_builders(&["linux/amd64"]);
+    let commit = ctx.commit_fixture("azb_script", &[]);
+    // One build at a time, in name order: the second takes the first one's container.
+    for (name, script) in [("azb_a_leave", LEAVE), ("azb_b_find", FIND)] {
+        let script = script.replace("$NAME", name);
+        fs_err::write(
+            ctx.recipe_path(name),
+            format!(
+                "Recipe(name: \"{name}\", kind: Extension, source: Git(url: \"{UPSTREAM}azb_script\", commit: \"{commit}\"), build: Script(script: \"{script}\"))\n"
+            ),
+        )
+        .unwrap();
+    }
+    let out = ctx.run(&["build", "--platform", "amd64", "--jobs", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left = recorded(&ctx, "azb_a_leave", "seen");
+    let found = recorded(&ctx, "azb_b_find", "seen");
+    let mut lines = found.lines();
+    // The same container (its host name)...
+    assert_eq!(lines.next(), left.lines().next(), "{found}");
+    // ...with no file, process or message queue of the build before.
+    assert_eq!(lines.collect::<Vec<_>>(), ["0"], "{found}");
 }
