@@ -209,12 +209,29 @@ pub(super) fn map_flags(maps: &[(PathBuf, String)], option: &str) -> String {
         .collect()
 }
 
-/// Writes an executable (0755) script.
+/// Writes an executable (0755) script. A child another thread is starting holds every
+/// file this process has open until it execs; a script it holds open for writing cannot
+/// be run meanwhile ("text file busy", seen when make ran the pg_config stand-in just
+/// written). So this process writes only the text, to a plain file, and `install` writes
+/// the script: no process but `install` ever has the script open for writing.
 pub(super) fn write_script(path: &Path, script: &str) -> Result<(), FsError> {
-    err::write(path, script).map_err(|e| FsError::new("write", path, e))?;
-    use std::os::unix::fs::PermissionsExt;
-    err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| FsError::new("chmod", path, e))
+    let text = PathBuf::from(format!("{}.text", path.display()));
+    err::write(&text, script).map_err(|e| FsError::new("write", &text, e))?;
+    let installed = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&text)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .and_then(|out| match out.status.success() {
+            true => Ok(()),
+            false => Err(std::io::Error::other(format!(
+                "install: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))),
+        });
+    let _ = err::remove_file(&text);
+    installed.map_err(|e| FsError::new("write", path, e))
 }
 
 /// How to cut a command off the network here, decided once per process.
