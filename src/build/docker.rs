@@ -5,8 +5,9 @@
 //! streamed out at the end, so the same executor drives a remote engine (`DOCKER_HOST`).
 //! The container has no network, no capabilities, no new privileges, limits on memory and
 //! processes, and runs every step as an unprivileged user who can write only /build (its
-//! work tree, DESTDIR, HOME, TMPDIR) and /tmp; the toolchain and the rest of the system
-//! are root's.
+//! work tree, DESTDIR, HOME, TMPDIR), /tmp and the shared scratch places (/var/tmp,
+//! /run/lock, /dev/shm, /dev/mqueue: [`WIPE`] empties them all when a container serves
+//! another build); the toolchain and the rest of the system are root's.
 //! arm64 is cross-compiled in an amd64 builder (aarch64 compiler, `:arm64` libraries;
 //! the arm64 pg_config, which only runs under emulation, answered by pg_config.rs's
 //! native stand-in).
@@ -441,7 +442,7 @@ impl Executor for DockerExecutor {
             write_deps(&deps, spec.deps, &prefix)?;
             match sandbox.copy_in(&deps) {
                 Err(error) if sandbox.container.may_have_gone() => {
-                    tracing::debug!(%error, "the spare an earlier run left is gone; starting another");
+                    tracing::debug!(%error, "the container taken is gone; starting another");
                     sandbox.replace_container()?;
                     sandbox.copy_in(&deps)?;
                 }
@@ -703,8 +704,8 @@ impl Sandbox for DockerSandbox<'_> {
         let mut ran = self.run(&script, steps, started, into)?;
         if ran.reached.is_none() && !ran.status.success() && self.container.may_have_gone() {
             // Nothing of the script ran: the spare an earlier run left, or the container
-            // a build before used, may have gone.
-            tracing::debug!("the spare an earlier run left is gone; starting another");
+            // a build before used, has gone (or its wipe failed).
+            tracing::debug!("the container taken is gone; starting another");
             self.replace_container()?;
             ran = self.run(&script, steps, started, into)?;
         }

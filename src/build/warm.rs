@@ -195,7 +195,7 @@ impl WarmPool {
             }
         };
         let container = match ready {
-            Some(idle) => self.hold(idle, options),
+            Some(idle) => self.hold(idle.name, idle.claimed, idle.used, options),
             None => self.take_new(prefix, options)?,
         };
         if self.inner.spares.is_some() {
@@ -209,25 +209,24 @@ impl WarmPool {
     /// (the engine restarted, or someone removed it).
     pub(super) fn take_new(&self, prefix: &str, options: &[String]) -> Result<Container, Error> {
         let name = container_name(prefix);
-        let since = SystemTime::now();
         self.inner.start(&name, options)?;
-        let idle = Idle {
-            name,
-            since,
-            claimed: None,
-            used: false,
-        };
-        Ok(self.hold(idle, options))
+        Ok(self.hold(name, None, false, options))
     }
 
-    /// `idle`, of `options`, now in use by a build.
-    fn hold(&self, idle: Idle, options: &[String]) -> Container {
+    /// The container `name` of `options`, now in use by a build.
+    fn hold(
+        &self,
+        name: String,
+        claimed: Option<PathBuf>,
+        used: bool,
+        options: &[String],
+    ) -> Container {
         let mut state = self.inner.lock();
         state.kinds.entry(options.to_vec()).or_default().in_use += 1;
         Container {
-            name: idle.name,
-            claimed: idle.claimed,
-            used: idle.used,
+            name,
+            claimed,
+            used,
             kind: options.to_vec(),
             pool: Arc::clone(&self.inner),
         }
